@@ -1,0 +1,382 @@
+// The `kat` command: parses flags and calls the library. Every failure is one line on stderr
+// starting with "kat: error:" and a non-zero exit status.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "kat/checkpoint.h"
+#include "kat/config.h"
+#include "kat/data.h"
+#include "kat/error.h"
+#include "kat/files.h"
+#include "kat/grkan.h"
+#include "kat/parallel.h"
+#include "kat/trainer.h"
+
+namespace {
+
+using namespace kat;
+
+constexpr const char* kUsage = R"(kat 0.1: Kolmogorov-Arnold Transformers (and ViTs) on the CPU
+
+usage: kat <command> [options]
+
+commands:
+  train          train an image classifier (default: KAT on Fashion-MNIST)
+  eval CKPT      accuracy and confusion matrix of a checkpoint on a test set
+  predict CKPT IMAGE...   top classes of PNG/JPEG/PGM images
+  info CKPT      configuration and parameter counts of a checkpoint
+  fit-rational ACT        least-squares GR-KAN coefficients for an activation
+  configs        list the named model configurations
+
+`kat <command> --help` describes a command's options.
+)";
+
+constexpr const char* kTrainHelp = R"(usage: kat train [options]
+
+Trains a classifier on an IDX dataset (MNIST family) and writes a run directory with
+metrics.jsonl, config.json, last/ and best/ checkpoints (timm layout: model.safetensors +
+config.json, plus optimizer.safetensors and trainer_state.json for --resume).
+
+  --model kat|vit        GR-KAN (KAT) or GELU MLP (ViT) feed-forward        [kat]
+  --config NAME|FILE     named config (see `kat configs`) or a config.json  [kat_fmnist]
+                         kat_fmnist/vit_fmnist adapt image size, channels, classes and
+                         mean/std to the data; other configs must match it
+  --data DIR             IDX dataset directory       [/usr/share/datasets/fashion-mnist]
+  --epochs N             epochs                                             [10]
+  --batch N              batch size                                         [128]
+  --lr X                 peak learning rate (AdamW)                         [0.002]
+  --min-lr X             final learning rate of the cosine schedule         [1e-5]
+  --warmup E             warmup epochs (linear)                             [1]
+  --weight-decay X       decoupled weight decay on weight matrices          [0.05]
+  --label-smoothing X    label smoothing                                    [0.1]
+  --clip X               gradient-norm clipping, 0 to disable               [1.0]
+  --augment SPEC         none | shift | flip | shift,flip | auto            [auto]
+  --drop-path X          stochastic depth rate (linear over depth)          [0]
+  --dropout X            dropout on the residual branches                   [0]
+  --threads N            threads (0: all cores)                             [0]
+  --seed N               seed of init, data order, augmentation, dropout    [0]
+  --out DIR              run directory                   [runs/<arch>-<date>-<time>]
+  --overwrite            replace a run already in --out
+  --resume CKPT          continue a run from its last/ checkpoint exactly
+  --train-limit N        use only the first N training images
+  --test-limit N         use only the first N test images
+  --log-every N          steps between metric lines                         [50]
+  --progress bar|lines   progress display [bar on a terminal, lines otherwise]
+)";
+
+constexpr const char* kEvalHelp = R"(usage: kat eval CKPT [--data DIR] [--batch N] [--threads N] [--limit N]
+
+Prints test accuracy, loss and the confusion matrix of a checkpoint (a directory with
+config.json and model.safetensors) on the test split of an IDX dataset.
+)";
+
+constexpr const char* kPredictHelp = R"(usage: kat predict CKPT IMAGE... [--top K] [--threads N]
+
+Prints the top K classes (default 3) with probabilities for each image. Images (PNG, JPEG,
+PGM/PPM, any size) are converted to the model's channels, resized to its input size, scaled to
+[0, 1] and normalised with the checkpoint's mean/std.
+)";
+
+constexpr const char* kInfoHelp = R"(usage: kat info CKPT
+
+Prints the configuration and the parameter count of every tensor and of every module type.
+)";
+
+constexpr const char* kFitHelp = R"(usage: kat fit-rational ACT [--lo X] [--hi X]
+
+Fits F(x) = P(x)/Q(x) (GR-KAN, kernel form) to ACT on [lo, hi] (default [-3, 3]) by least
+squares and prints the coefficients with the max and RMS error. ACT: identity, relu, gelu,
+swish, silu, tanh, sigmoid.
+)";
+
+struct Args {
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> values;
+  std::set<std::string> switches;
+
+  bool has(const std::string& k) const { return values.count(k) || switches.count(k); }
+  std::string str(const std::string& k, const std::string& fallback = "") const {
+    auto it = values.find(k);
+    return it == values.end() ? fallback : it->second;
+  }
+  long long integer(const std::string& k, long long fallback) const {
+    if (!values.count(k)) return fallback;
+    const std::string& v = values.at(k);
+    try {
+      size_t used = 0;
+      const long long x = std::stoll(v, &used);
+      if (used == v.size()) return x;
+    } catch (const std::exception&) {
+    }
+    fail("--", k, " expects a whole number, not '", v, "'");
+  }
+  double real(const std::string& k, double fallback) const {
+    if (!values.count(k)) return fallback;
+    const std::string& v = values.at(k);
+    try {
+      size_t used = 0;
+      const double x = std::stod(v, &used);
+      if (used == v.size() && std::isfinite(x)) return x;
+    } catch (const std::exception&) {
+    }
+    fail("--", k, " expects a number, not '", v, "'");
+  }
+};
+
+// Parses "--key value", "--key=value" and bare switches; anything unknown is an error.
+Args parse(int argc, char** argv, int first, const std::set<std::string>& valued,
+           const std::set<std::string>& switches, const char* command) {
+  Args a;
+  for (int i = first; i < argc; i++) {
+    std::string s = argv[i];
+    if (s.rfind("--", 0) != 0 || s == "--") {
+      a.positional.push_back(s);
+      continue;
+    }
+    std::string key = s.substr(2), value;
+    const size_t eq = key.find('=');
+    const bool inline_value = eq != std::string::npos;
+    if (inline_value) value = key.substr(eq + 1), key = key.substr(0, eq);
+    if (switches.count(key)) {
+      check(!inline_value, "--", key, " takes no value");
+      a.switches.insert(key);
+    } else if (valued.count(key)) {
+      if (!inline_value) {
+        check(i + 1 < argc, "--", key, " needs a value");
+        value = argv[++i];
+      }
+      a.values[key] = value;
+    } else {
+      fail("unknown option --", key, " for `kat ", command, "` (see kat ", command, " --help)");
+    }
+  }
+  return a;
+}
+
+bool wants_help(int argc, char** argv) {
+  for (int i = 2; i < argc; i++) {
+    const std::string s = argv[i];
+    if (s == "--help" || s == "-h") return true;
+  }
+  return false;
+}
+
+int cmd_train(int argc, char** argv) {
+  const Args a = parse(argc, argv, 2,
+                       {"model", "config", "data", "epochs", "batch", "lr", "min-lr", "warmup",
+                        "weight-decay", "label-smoothing", "clip", "augment", "drop-path",
+                        "dropout", "threads", "seed", "out", "resume", "train-limit",
+                        "test-limit", "log-every", "progress"},
+                       {"overwrite"}, "train");
+  check(a.positional.empty(), "unexpected argument '",
+        a.positional.empty() ? "" : a.positional[0], "' (see kat train --help)");
+  TrainOptions o;
+  o.data_dir = a.str("data");
+  o.epochs = static_cast<int>(a.integer("epochs", 0));
+  o.batch = static_cast<int>(a.integer("batch", o.batch));
+  o.lr = static_cast<float>(a.real("lr", o.lr));
+  o.min_lr = static_cast<float>(a.real("min-lr", o.min_lr));
+  o.warmup_epochs = static_cast<float>(a.real("warmup", o.warmup_epochs));
+  o.weight_decay = static_cast<float>(a.real("weight-decay", o.weight_decay));
+  o.label_smoothing = static_cast<float>(a.real("label-smoothing", o.label_smoothing));
+  o.clip = static_cast<float>(a.real("clip", o.clip));
+  o.augment = a.str("augment", o.augment);
+  o.threads = static_cast<int>(a.integer("threads", 0));
+  o.seed = static_cast<uint64_t>(a.integer("seed", 0));
+  o.out_dir = a.str("out");
+  o.overwrite = a.has("overwrite");
+  o.resume = a.str("resume");
+  o.train_limit = a.integer("train-limit", 0);
+  o.test_limit = a.integer("test-limit", 0);
+  o.log_every = static_cast<int>(a.integer("log-every", o.log_every));
+  check(o.log_every > 0, "--log-every must be positive");
+  check(o.epochs >= 0, "--epochs must be positive");
+  check(o.batch > 0, "--batch must be positive");
+  check(o.threads >= 0, "--threads must be >= 0");
+  if (a.has("progress")) {
+    const std::string p = a.str("progress");
+    check(p == "bar" || p == "lines", "--progress is bar or lines, not '", p, "'");
+    o.progress = p == "bar" ? 1 : 0;
+  }
+  check(o.resume.empty() || (!a.has("config") && !a.has("model")),
+        "--resume takes the model from the checkpoint; drop --config/--model");
+  const std::string config_name = a.str("config", "kat_fmnist");
+  ModelConfig c = resolve_config(config_name);
+  const bool adapt = config_name == "kat_fmnist" || config_name == "vit_fmnist";
+  if (a.has("model")) {
+    const std::string m = a.str("model");
+    check(m == "kat" || m == "vit", "--model is kat or vit, not '", m, "'");
+    c = with_ffn(c, m == "kat" ? Ffn::Kan : Ffn::Mlp);
+  }
+  c.drop_path_rate = static_cast<float>(a.real("drop-path", c.drop_path_rate));
+  c.drop_rate = static_cast<float>(a.real("dropout", c.drop_rate));
+  const TrainResult r = train_classifier(c, adapt, o, std::cerr);
+  std::cout << "run directory:   " << r.run_dir << "\n"
+            << "last checkpoint: " << r.run_dir << "/last\n"
+            << "best checkpoint: " << r.run_dir << "/best (test accuracy " << std::fixed
+            << std::setprecision(2) << 100 * r.best_accuracy << "%)\n"
+            << "metrics:         " << r.run_dir << "/metrics.jsonl\n"
+            << "final test accuracy " << 100 * r.final_eval.accuracy() << "% after " << r.steps
+            << " steps in " << std::setprecision(0) << r.train_seconds << " s\n";
+  return 0;
+}
+
+int cmd_eval(int argc, char** argv) {
+  const Args a = parse(argc, argv, 2, {"data", "batch", "threads", "limit"}, {}, "eval");
+  check(a.positional.size() == 1, "kat eval takes one checkpoint (see kat eval --help)");
+  set_num_threads(static_cast<int>(a.integer("threads", 0)));
+  auto model = load_model(a.positional[0]);
+  const std::string dir = a.str("data", default_data_dir());
+  const ImageDataset test = load_idx_split(dir, Split::Test);
+  const int batch = static_cast<int>(a.integer("batch", 256));
+  check(batch > 0, "--batch must be positive");
+  const EvalResult r = evaluate(*model, test, batch, a.integer("limit", 0));
+  std::vector<std::string> names = model->config().class_names;
+  if (names.empty()) names = class_names_for(dir, model->config().num_classes);
+  std::cout << model->config().architecture << " on " << test.source << "\n";
+  print_eval(std::cout, r, names);
+  return 0;
+}
+
+int cmd_predict(int argc, char** argv) {
+  const Args a = parse(argc, argv, 2, {"top", "threads"}, {}, "predict");
+  check(a.positional.size() >= 2, "kat predict takes a checkpoint and at least one image");
+  set_num_threads(static_cast<int>(a.integer("threads", 0)));
+  auto model = load_model(a.positional[0]);
+  const ModelConfig& c = model->config();
+  const int top = static_cast<int>(std::min<long long>(a.integer("top", 3), c.num_classes));
+  check(top > 0, "--top must be positive");
+  const int64_t per = static_cast<int64_t>(c.img_size) * c.img_size;
+  std::vector<float> input(c.in_chans * per);
+  for (size_t i = 1; i < a.positional.size(); i++) {
+    const std::string& path = a.positional[i];
+    Image img = resize_image(convert_channels(load_image(path), c.in_chans), c.img_size, c.img_size);
+    for (int ch = 0; ch < c.in_chans; ch++)
+      for (int64_t k = 0; k < per; k++)
+        input[ch * per + k] = (img.data[ch * per + k] - c.mean[ch]) / c.std[ch];
+    model->forward(input.data(), nullptr, 1);
+    const float* z = model->logits();
+    const float m = *std::max_element(z, z + c.num_classes);
+    std::vector<std::pair<double, int>> p;
+    double sum = 0;
+    for (int k = 0; k < c.num_classes; k++) sum += std::exp(z[k] - m);
+    for (int k = 0; k < c.num_classes; k++) p.push_back({std::exp(z[k] - m) / sum, k});
+    std::partial_sort(p.begin(), p.begin() + top, p.end(), std::greater<>());
+    std::cout << path << "\n";
+    for (int k = 0; k < top; k++) {
+      const int cls = p[k].second;
+      const std::string name =
+          cls < static_cast<int>(c.class_names.size()) ? c.class_names[cls] : std::to_string(cls);
+      std::cout << "  " << std::fixed << std::setprecision(2) << std::setw(6) << 100 * p[k].first
+                << "%  " << cls << " " << name << "\n";
+    }
+  }
+  return 0;
+}
+
+std::string module_type(const std::string& name) {
+  if (name.find("mlp.act") != std::string::npos) return "GR-KAN rational";
+  if (name.find("mlp.fc") != std::string::npos) return "feed-forward linear";
+  if (name.find("attn.") != std::string::npos) return "attention";
+  if (name.find("norm") != std::string::npos) return "LayerNorm";
+  if (name.rfind("patch_embed", 0) == 0) return "patch embedding";
+  if (name == "cls_token" || name == "pos_embed") return "class token + positions";
+  if (name.rfind("head", 0) == 0) return "head";
+  return "other";
+}
+
+int cmd_info(int argc, char** argv) {
+  const Args a = parse(argc, argv, 2, {}, {}, "info");
+  check(a.positional.size() == 1, "kat info takes one checkpoint (see kat info --help)");
+  const std::string dir = checkpoint_dir(a.positional[0]);
+  auto model = load_model(dir);
+  std::cout << "checkpoint " << dir << "\n" << config_to_json(model->config()) << "\n";
+  std::map<std::string, int64_t> by_type;
+  const Params& p = model->params();
+  std::cout << "tensors:\n";
+  for (const ParamSpec& s : p.specs()) {
+    std::cout << "  " << std::left << std::setw(44) << s.name << std::setw(18) << shape_str(s.shape)
+              << std::right << std::setw(10) << s.size << "\n";
+    by_type[module_type(s.name)] += s.size;
+  }
+  std::cout << "parameters by module type:\n";
+  for (const auto& [type, n] : by_type)
+    std::cout << "  " << std::left << std::setw(26) << type << std::right << std::setw(12) << n
+              << "\n";
+  std::cout << "  " << std::left << std::setw(26) << "total" << std::right << std::setw(12)
+            << p.total() << "\n";
+  return 0;
+}
+
+int cmd_fit_rational(int argc, char** argv) {
+  const Args a = parse(argc, argv, 2, {"lo", "hi"}, {}, "fit-rational");
+  check(a.positional.size() == 1, "kat fit-rational takes one activation name");
+  const std::string act = a.positional[0];
+  activation(act, 0.0);  // unknown names fail with the list
+  const double lo = a.real("lo", -3), hi = a.real("hi", 3);
+  check(lo < hi, "--lo must be below --hi");
+  const RationalFit f = fit_rational([&](double x) { return activation(act, x); }, lo, hi);
+  std::cout << std::setprecision(17) << "weight_numerator [1, 6]: ";
+  for (double v : f.coefs.num) std::cout << v << " ";
+  std::cout << "\nweight_denominator [4]: ";
+  for (double v : f.coefs.den) std::cout << v << " ";
+  std::cout << std::setprecision(6) << "\nmax error " << f.max_error << ", rms error "
+            << f.rms_error << " on [" << lo << ", " << hi << "]\n";
+  return 0;
+}
+
+int run(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  const std::string cmd = argv[1];
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (cmd == "--version") {
+    std::cout << "kat 0.1.0\n";
+    return 0;
+  }
+  const std::map<std::string, std::pair<int (*)(int, char**), const char*>> commands = {
+      {"train", {cmd_train, kTrainHelp}},
+      {"eval", {cmd_eval, kEvalHelp}},
+      {"predict", {cmd_predict, kPredictHelp}},
+      {"info", {cmd_info, kInfoHelp}},
+      {"fit-rational", {cmd_fit_rational, kFitHelp}}};
+  if (cmd == "configs") {
+    for (const auto& n : config_names()) std::cout << n << "\n";
+    return 0;
+  }
+  const auto it = commands.find(cmd);
+  if (it == commands.end()) fail("unknown command '", cmd, "' (see kat --help)");
+  if (wants_help(argc, argv)) {
+    std::cout << it->second.second;
+    return 0;
+  }
+  return it->second.first(argc, argv);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const kat::Error& e) {
+    std::cerr << "kat: error: " << e.what() << "\n";
+  } catch (const std::bad_alloc&) {
+    std::cerr << "kat: error: out of memory\n";
+  } catch (const std::exception& e) {
+    std::cerr << "kat: error: " << e.what() << "\n";
+  }
+  return 1;
+}

@@ -1,0 +1,72 @@
+// CPU kernels: plain functions over float arrays, shapes in the argument names (llm.c style).
+// Convention: forward functions overwrite their outputs; backward functions ACCUMULATE (+=) into
+// every gradient they produce (input and parameter gradients alike), so the caller zeroes them once
+// per step and residual branches add up without extra passes.
+#pragma once
+
+#include <cstdint>
+
+namespace kat {
+
+// ---- GEMM (OpenBLAS) ------------------------------------------------------------------------
+// C[M,N] = alpha * op(A) op(B) + beta * C, row-major, with leading dimensions.
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+// ---- Linear: y[R, O] = x[R, I] W[O, I]^T + b[O] --------------------------------------------------
+void linear_forward(float* y, const float* x, const float* w, const float* b, int64_t R, int64_t I,
+                    int64_t O);
+// dx[R, I] += dy W ; dw[O, I] += dy^T x ; db[O] += sum_r dy.  dx or db may be null.
+void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
+                     const float* w, int64_t R, int64_t I, int64_t O);
+
+// ---- LayerNorm over the last dim C of x[R, C]; saves mean[R], rstd[R] for the backward ------
+void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
+                       const float* b, int64_t R, int64_t C, float eps);
+void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
+                        const float* mean, const float* rstd, const float* w, int64_t R,
+                        int64_t C);
+
+// ---- GELU (exact, erf) over n values --------------------------------------------------------
+void gelu_forward(float* y, const float* x, int64_t n);
+void gelu_backward(float* dx, const float* dy, const float* x, int64_t n);
+
+// ---- GR-KAN rational over x[R, C], channels split into `groups` contiguous blocks ------------
+// F(x) = P(x) / Q(x), P = sum_i a_i x^i (i < 6, a = num[6] shared by all groups),
+// Q = 1 + sum_i |b_gi| |x|^(i+1) (i < 4, b = den[groups, 4]).  See reference/kat.md.
+constexpr int kRationalNum = 6;
+constexpr int kRationalDen = 4;
+void rational_forward(float* y, const float* x, const float* num, const float* den, int64_t R,
+                      int64_t C, int groups);
+// dx[R, C] += dy * F'(x); dnum[6] += sum dy x^i / Q; dden[groups, 4] += per-group sums of
+// -dy P / Q^2 sign(b) |x|^(i+1).  Coefficient sums run in float per row, in double across rows.
+void rational_backward(float* dx, float* dnum, float* dden, const float* dy, const float* x,
+                       const float* num, const float* den, int64_t R, int64_t C, int groups);
+// Plain scalar double-precision reference of the same two functions (tests and fitting).
+void rational_forward_ref(double* y, const double* x, const double* num, const double* den,
+                          int64_t R, int64_t C, int groups);
+void rational_backward_ref(double* dx, double* dnum, double* dden, const double* dy,
+                           const double* x, const double* num, const double* den, int64_t R,
+                           int64_t C, int groups);
+
+// ---- Multi-head softmax self-attention ------------------------------------------------------
+// qkv[B, T, 3C] holds q, k, v, each [H heads x hd] (hd = C / H), as timm lays them out.
+// out[B, T, C]: heads concatenated.  probs[B, H, T, T] saved for the backward.
+void attention_forward(float* out, float* probs, const float* qkv, int64_t B, int64_t T,
+                       int64_t C, int64_t H);
+// dqkv[B, T, 3C] += ... ; scratch: num_threads() * T * T floats.
+void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
+                        const float* probs, int64_t B, int64_t T, int64_t C, int64_t H);
+
+// ---- Softmax cross-entropy with label smoothing over logits[B, V] ---------------------------
+// losses[b] = -(1 - eps) log p[b, y_b] - (eps / V) sum_j log p[b, j]; probs saved.
+void softmax_xent_forward(float* losses, float* probs, const float* logits, const int32_t* labels,
+                          int64_t B, int64_t V, float smoothing);
+// dlogits[B, V] += scale * (p - q), q the smoothed target; scale is 1/B for a mean loss.
+void softmax_xent_backward(float* dlogits, const float* probs, const int32_t* labels, int64_t B,
+                           int64_t V, float smoothing, float scale);
+
+// ---- Small helpers --------------------------------------------------------------------------
+void add_inplace(float* y, const float* x, int64_t n);  // y += x
+
+}  // namespace kat

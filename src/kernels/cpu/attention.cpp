@@ -1,0 +1,71 @@
+// Exact multi-head softmax self-attention. Each (batch, head) pair is one task; its products run
+// through GEMM with strided views into the packed qkv tensor, so no per-head copies are made.
+// (OpenBLAS is the OpenMP build: called inside a parallel region it runs on the calling thread.)
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "kat/kernels.h"
+
+namespace kat {
+
+void attention_forward(float* out, float* probs, const float* qkv, int64_t B, int64_t T,
+                       int64_t C, int64_t H) {
+  const int64_t hd = C / H, C3 = 3 * C;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+#pragma omp parallel for schedule(static)
+  for (int64_t bh = 0; bh < B * H; bh++) {
+    const int64_t b = bh / H, h = bh % H;
+    const float* q = qkv + b * T * C3 + h * hd;
+    const float* k = q + C;
+    const float* v = q + 2 * C;
+    float* p = probs + bh * T * T;
+    gemm(false, true, T, T, hd, scale, q, C3, k, C3, 0.0f, p, T);  // S = tau q k^T
+    for (int64_t i = 0; i < T; i++) {
+      float* row = p + i * T;
+      float m = row[0];
+      for (int64_t j = 1; j < T; j++) m = std::max(m, row[j]);
+      float sum = 0.0f;
+      for (int64_t j = 0; j < T; j++) {
+        row[j] = std::exp(row[j] - m);
+        sum += row[j];
+      }
+      const float inv = 1.0f / sum;
+      for (int64_t j = 0; j < T; j++) row[j] *= inv;
+    }
+    gemm(false, false, T, hd, T, 1.0f, p, T, v, C3, 0.0f, out + b * T * C + h * hd, C);  // P v
+  }
+}
+
+void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
+                        const float* probs, int64_t B, int64_t T, int64_t C, int64_t H) {
+  const int64_t hd = C / H, C3 = 3 * C;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+#pragma omp parallel for schedule(static)
+  for (int64_t bh = 0; bh < B * H; bh++) {
+    const int64_t b = bh / H, h = bh % H;
+    const float* q = qkv + b * T * C3 + h * hd;
+    const float* k = q + C;
+    const float* v = q + 2 * C;
+    float* dq = dqkv + b * T * C3 + h * hd;
+    float* dk = dq + C;
+    float* dv = dq + 2 * C;
+    const float* p = probs + bh * T * T;
+    const float* dO = dout + b * T * C + h * hd;
+    float* dp = scratch + omp_get_thread_num() * T * T;
+    gemm(true, false, T, hd, T, 1.0f, p, T, dO, C, 1.0f, dv, C3);   // dV += P^T dO
+    gemm(false, true, T, T, hd, 1.0f, dO, C, v, C3, 0.0f, dp, T);   // dP = dO V^T
+    for (int64_t i = 0; i < T; i++) {                                // dS = P (dP - rowsum(P dP))
+      const float* pr = p + i * T;
+      float* dr = dp + i * T;
+      float dot = 0.0f;
+      for (int64_t j = 0; j < T; j++) dot += pr[j] * dr[j];
+      for (int64_t j = 0; j < T; j++) dr[j] = pr[j] * (dr[j] - dot);
+    }
+    gemm(false, false, T, hd, T, scale, dp, T, k, C3, 1.0f, dq, C3);  // dQ += tau dS K
+    gemm(true, false, T, hd, T, scale, dp, T, q, C3, 1.0f, dk, C3);   // dK += tau dS^T Q
+  }
+}
+
+}  // namespace kat

@@ -1,0 +1,395 @@
+// ViT / KAT classifier: forward and backward of the whole network over planned buffers.
+#include <cmath>
+#include <cstring>
+
+#include "kat/error.h"
+#include "kat/grkan.h"
+#include "kat/kernels.h"
+#include "kat/model.h"
+#include "kat/parallel.h"
+#include "kat/rng.h"
+
+namespace kat {
+namespace {
+
+struct BlockParams {
+  int norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b;
+  int act1_num = -1, act1_den = -1, fc1_w, fc1_b, act2_num = -1, act2_den = -1, fc2_w, fc2_b;
+};
+
+struct LayerActs {
+  float *ln1, *ln1_mean, *ln1_rstd, *qkv, *probs, *atty, *res1;
+  float *ln2, *ln2_mean, *ln2_rstd, *a1, *h, *a2, *res2;
+  float *mask1, *mask2;  // dropout x drop-path scales of the two branches (null when off)
+};
+
+void zero(float* p, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i++) p[i] = 0.0f;
+}
+
+void multiply(float* y, const float* m, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; i++) y[i] *= m[i];
+}
+
+}  // namespace
+
+struct VisionTransformer::Acts {
+  int64_t B = 0;
+  std::vector<float> buf;
+  float *patches, *pe, *x0;
+  std::vector<LayerActs> layers;
+  float *cls, *lnf, *lnf_mean, *lnf_rstd, *logits, *probs, *losses;
+  float *dres, *dtmp, *dln, *dqkv, *datty, *da1, *dh, *da2, *dlogits, *dlnf, *dcls, *dpe, *scratch;
+  std::vector<int32_t> labels;
+  float smoothing = 0;
+  bool has_loss = false, masks_on = false;
+  int64_t batch = 0;  // B of the last forward
+  int threads = 0;    // attention scratch is sized for this many threads
+  // parameter indices
+  int patch_w, patch_b, cls_token, pos_embed, norm_w, norm_b, head_w, head_b;
+  std::vector<BlockParams> blocks;
+};
+
+VisionTransformer::VisionTransformer(const ModelConfig& config)
+    : config_(config), acts_(std::make_unique<Acts>()) {
+  validate(config_);
+  const ModelConfig& c = config_;
+  const int64_t d = c.embed_dim, hid = c.hidden(), p = c.patch_size, g = c.rational_groups;
+  Acts& a = *acts_;
+  a.cls_token = params_.add("cls_token", {1, 1, d}, ParamKind::Embedding);
+  a.pos_embed = params_.add("pos_embed", {1, c.tokens(), d}, ParamKind::Embedding);
+  a.patch_w = params_.add("patch_embed.proj.weight", {d, c.in_chans, p, p}, ParamKind::Weight);
+  a.patch_b = params_.add("patch_embed.proj.bias", {d}, ParamKind::Bias);
+  for (int l = 0; l < c.depth; l++) {
+    const std::string pre = "blocks." + std::to_string(l) + ".";
+    BlockParams b;
+    b.norm1_w = params_.add(pre + "norm1.weight", {d}, ParamKind::Norm);
+    b.norm1_b = params_.add(pre + "norm1.bias", {d}, ParamKind::Norm);
+    b.qkv_w = params_.add(pre + "attn.qkv.weight", {3 * d, d}, ParamKind::Weight);
+    b.qkv_b = params_.add(pre + "attn.qkv.bias", {3 * d}, ParamKind::Bias);
+    b.proj_w = params_.add(pre + "attn.proj.weight", {d, d}, ParamKind::Weight);
+    b.proj_b = params_.add(pre + "attn.proj.bias", {d}, ParamKind::Bias);
+    b.norm2_w = params_.add(pre + "norm2.weight", {d}, ParamKind::Norm);
+    b.norm2_b = params_.add(pre + "norm2.bias", {d}, ParamKind::Norm);
+    if (c.ffn == Ffn::Kan) {
+      b.act1_num = params_.add(pre + "mlp.act1.weight_numerator", {1, 6}, ParamKind::Rational);
+      b.act1_den = params_.add(pre + "mlp.act1.weight_denominator", {g, 4}, ParamKind::Rational);
+    }
+    b.fc1_w = params_.add(pre + "mlp.fc1.weight", {hid, d}, ParamKind::Weight);
+    b.fc1_b = params_.add(pre + "mlp.fc1.bias", {hid}, ParamKind::Bias);
+    if (c.ffn == Ffn::Kan) {
+      b.act2_num = params_.add(pre + "mlp.act2.weight_numerator", {1, 6}, ParamKind::Rational);
+      b.act2_den = params_.add(pre + "mlp.act2.weight_denominator", {g, 4}, ParamKind::Rational);
+    }
+    b.fc2_w = params_.add(pre + "mlp.fc2.weight", {d, hid}, ParamKind::Weight);
+    b.fc2_b = params_.add(pre + "mlp.fc2.bias", {d}, ParamKind::Bias);
+    a.blocks.push_back(b);
+  }
+  a.norm_w = params_.add("norm.weight", {d}, ParamKind::Norm);
+  a.norm_b = params_.add("norm.bias", {d}, ParamKind::Norm);
+  a.head_w = params_.add("head.weight", {c.num_classes, d}, ParamKind::Weight);
+  a.head_b = params_.add("head.bias", {c.num_classes}, ParamKind::Bias);
+  params_.allocate();
+}
+
+VisionTransformer::~VisionTransformer() = default;
+
+void VisionTransformer::init(uint64_t seed) {
+  const ModelConfig& c = config_;
+  Acts& a = *acts_;
+  Rng rng = Rng::derive(seed, /*purpose=*/1);
+  auto fill_normal = [&](int i, float std, bool truncate) {
+    float* v = params_.value(i);
+    for (int64_t k = 0; k < params_.specs()[i].size; k++)
+      v[k] = truncate ? rng.trunc_normal(std, -2.0f, 2.0f) : rng.normal() * std;
+  };
+  auto fill = [&](int i, float value) {
+    float* v = params_.value(i);
+    std::fill(v, v + params_.specs()[i].size, value);
+  };
+  auto fill_rational = [&](int num, int den, const RationalCoefs& k) {
+    for (int i = 0; i < 6; i++) params_.value(num)[i] = static_cast<float>(k.num[i]);
+    for (int gi = 0; gi < c.rational_groups; gi++)
+      for (int i = 0; i < 4; i++) params_.value(den)[gi * 4 + i] = static_cast<float>(k.den[i]);
+  };
+  fill_normal(a.cls_token, 1e-6f, false);
+  fill_normal(a.pos_embed, 0.02f, true);
+  {  // patch embedding: PyTorch's Conv2d default, U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    const float bound = 1.0f / std::sqrt(static_cast<float>(c.in_chans * c.patch_size * c.patch_size));
+    for (int i : {a.patch_w, a.patch_b}) {
+      float* v = params_.value(i);
+      for (int64_t k = 0; k < params_.specs()[i].size; k++) v[k] = (2 * rng.uniform() - 1) * bound;
+    }
+  }
+  RationalCoefs act1, act2;
+  float fc1_std = 0.02f, fc2_std = 0.02f;
+  if (c.ffn == Ffn::Kan) {
+    // Variance-preserving init (paper S3): Var(W) = gain^2 / fan_in, gain^2 = 1 / E[F(x)^2].
+    act1 = rational_init("identity");
+    act2 = rational_init(c.act_init);
+    fc1_std = static_cast<float>(std::sqrt(1.0 / rational_second_moment(act1) / c.embed_dim));
+    fc2_std = static_cast<float>(std::sqrt(1.0 / rational_second_moment(act2) / c.hidden()));
+  }
+  for (const BlockParams& b : a.blocks) {
+    fill(b.norm1_w, 1), fill(b.norm1_b, 0), fill(b.norm2_w, 1), fill(b.norm2_b, 0);
+    fill_normal(b.qkv_w, 0.02f, true), fill(b.qkv_b, 0);
+    fill_normal(b.proj_w, 0.02f, true), fill(b.proj_b, 0);
+    fill_normal(b.fc1_w, fc1_std, true), fill(b.fc1_b, 0);
+    fill_normal(b.fc2_w, fc2_std, true), fill(b.fc2_b, 0);
+    if (c.ffn == Ffn::Kan) {
+      fill_rational(b.act1_num, b.act1_den, act1);
+      fill_rational(b.act2_num, b.act2_den, act2);
+    }
+  }
+  fill(a.norm_w, 1), fill(a.norm_b, 0);
+  fill_normal(a.head_w, 0.02f, true), fill(a.head_b, 0);
+}
+
+void VisionTransformer::plan(int64_t B) {
+  Acts& a = *acts_;
+  if (a.B >= B && a.threads >= num_threads()) return;
+  const ModelConfig& c = config_;
+  const int64_t T = c.tokens(), N = c.num_patches(), d = c.embed_dim, hid = c.hidden();
+  const int64_t H = c.num_heads, V = c.num_classes, BT = B * T;
+  const int64_t cpp = static_cast<int64_t>(c.in_chans) * c.patch_size * c.patch_size;
+  const bool kan = c.ffn == Ffn::Kan, masks = c.drop_rate > 0 || c.drop_path_rate > 0;
+  // Two passes over the same layout: the first counts, the second points into the buffer.
+  std::vector<std::pair<float**, int64_t>> fields;
+  auto take = [&](float*& p, int64_t n) { fields.push_back({&p, n}); };
+  take(a.patches, B * N * cpp), take(a.pe, B * N * d), take(a.x0, BT * d);
+  a.layers.assign(c.depth, LayerActs{});
+  for (LayerActs& l : a.layers) {
+    take(l.ln1, BT * d), take(l.ln1_mean, BT), take(l.ln1_rstd, BT), take(l.qkv, BT * 3 * d);
+    take(l.probs, B * H * T * T), take(l.atty, BT * d), take(l.res1, BT * d);
+    take(l.ln2, BT * d), take(l.ln2_mean, BT), take(l.ln2_rstd, BT);
+    l.a1 = nullptr, l.mask1 = l.mask2 = nullptr;
+    if (kan) take(l.a1, BT * d);
+    take(l.h, BT * hid), take(l.a2, BT * hid), take(l.res2, BT * d);
+    if (masks) take(l.mask1, BT * d), take(l.mask2, BT * d);
+  }
+  take(a.cls, B * d), take(a.lnf, B * d), take(a.lnf_mean, B), take(a.lnf_rstd, B);
+  take(a.logits, B * V), take(a.probs, B * V), take(a.losses, B);
+  take(a.dres, BT * d), take(a.dtmp, BT * d), take(a.dln, BT * d), take(a.dqkv, BT * 3 * d);
+  take(a.datty, BT * d), take(a.da1, BT * d), take(a.dh, BT * hid), take(a.da2, BT * hid);
+  take(a.dlogits, B * V), take(a.dlnf, B * d), take(a.dcls, B * d), take(a.dpe, B * N * d);
+  take(a.scratch, static_cast<int64_t>(num_threads()) * T * T);
+  int64_t total = 0;
+  for (auto& f : fields) total += f.second;
+  a.buf.assign(total, 0.0f);
+  int64_t off = 0;
+  for (auto& f : fields) *f.first = a.buf.data() + off, off += f.second;
+  a.B = B;
+  a.threads = num_threads();
+}
+
+int64_t VisionTransformer::activation_bytes(int64_t) const {
+  return static_cast<int64_t>(acts_->buf.size() * sizeof(float));
+}
+
+const float* VisionTransformer::logits() const { return acts_->logits; }
+const float* VisionTransformer::probs() const { return acts_->probs; }
+
+float VisionTransformer::forward(const float* images, const int32_t* labels, int64_t B,
+                                 bool training, float smoothing, uint64_t seed) {
+  check(B > 0, "forward: empty batch");
+  plan(B);
+  Acts& a = *acts_;
+  const ModelConfig& c = config_;
+  Params& P = params_;
+  const int64_t T = c.tokens(), N = c.num_patches(), G = c.grid(), d = c.embed_dim;
+  const int64_t hid = c.hidden(), H = c.num_heads, V = c.num_classes, BT = B * T;
+  const int64_t p = c.patch_size, Cin = c.in_chans, S = c.img_size, cpp = Cin * p * p;
+  const int groups = c.rational_groups;
+  const bool kan = c.ffn == Ffn::Kan;
+
+  // Patch embedding as a GEMM over patches: patches[b*N + n, (ch, ky, kx)].
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < B; b++) {
+    for (int64_t n = 0; n < N; n++) {
+      const int64_t gy = n / G, gx = n % G;
+      float* dst = a.patches + (b * N + n) * cpp;
+      for (int64_t ch = 0; ch < Cin; ch++)
+        for (int64_t ky = 0; ky < p; ky++)
+          std::memcpy(dst + (ch * p + ky) * p, images + ((b * Cin + ch) * S + gy * p + ky) * S + gx * p,
+                      p * sizeof(float));
+    }
+  }
+  linear_forward(a.pe, a.patches, P.value(a.patch_w), P.value(a.patch_b), B * N, cpp, d);
+  const float* cls = P.value(a.cls_token);
+  const float* pos = P.value(a.pos_embed);
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < B; b++) {
+    for (int64_t t = 0; t < T; t++) {
+      const float* src = t == 0 ? cls : a.pe + (b * N + t - 1) * d;
+      float* dst = a.x0 + (b * T + t) * d;
+      for (int64_t k = 0; k < d; k++) dst[k] = src[k] + pos[t * d + k];
+    }
+  }
+
+  const bool drop = training && (c.drop_rate > 0 || c.drop_path_rate > 0);
+  const float* x = a.x0;
+  for (int l = 0; l < c.depth; l++) {
+    const BlockParams& bp = a.blocks[l];
+    LayerActs& L = a.layers[l];
+    if (drop) {
+      // Per element: dropout keep / (1 - p); per sample: drop-path keep / (1 - rate_l).
+      const float rate = c.depth > 1 ? c.drop_path_rate * l / (c.depth - 1) : c.drop_path_rate;
+      for (int branch = 0; branch < 2; branch++) {
+        float* m = branch == 0 ? L.mask1 : L.mask2;
+        Rng rng = Rng::derive(seed, 100 + 2 * l + branch);
+        for (int64_t b = 0; b < B; b++) {
+          const float path = rng.uniform() < rate ? 0.0f : 1.0f / (1.0f - rate);
+          for (int64_t k = 0; k < T * d; k++) {
+            const float keep = rng.uniform() < c.drop_rate ? 0.0f : 1.0f / (1.0f - c.drop_rate);
+            m[b * T * d + k] = path * keep;
+          }
+        }
+      }
+    }
+    layernorm_forward(L.ln1, L.ln1_mean, L.ln1_rstd, x, P.value(bp.norm1_w), P.value(bp.norm1_b),
+                      BT, d, c.layernorm_eps);
+    linear_forward(L.qkv, L.ln1, P.value(bp.qkv_w), P.value(bp.qkv_b), BT, d, 3 * d);
+    attention_forward(L.atty, L.probs, L.qkv, B, T, d, H);
+    linear_forward(L.res1, L.atty, P.value(bp.proj_w), P.value(bp.proj_b), BT, d, d);
+    if (drop) multiply(L.res1, L.mask1, BT * d);
+    add_inplace(L.res1, x, BT * d);
+    layernorm_forward(L.ln2, L.ln2_mean, L.ln2_rstd, L.res1, P.value(bp.norm2_w),
+                      P.value(bp.norm2_b), BT, d, c.layernorm_eps);
+    const float* fc1_in = L.ln2;
+    if (kan) {
+      rational_forward(L.a1, L.ln2, P.value(bp.act1_num), P.value(bp.act1_den), BT, d, groups);
+      fc1_in = L.a1;
+    }
+    linear_forward(L.h, fc1_in, P.value(bp.fc1_w), P.value(bp.fc1_b), BT, d, hid);
+    if (kan)
+      rational_forward(L.a2, L.h, P.value(bp.act2_num), P.value(bp.act2_den), BT, hid, groups);
+    else
+      gelu_forward(L.a2, L.h, BT * hid);
+    linear_forward(L.res2, L.a2, P.value(bp.fc2_w), P.value(bp.fc2_b), BT, hid, d);
+    if (drop) multiply(L.res2, L.mask2, BT * d);
+    add_inplace(L.res2, L.res1, BT * d);
+    x = L.res2;
+  }
+  for (int64_t b = 0; b < B; b++) std::memcpy(a.cls + b * d, x + b * T * d, d * sizeof(float));
+  layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.cls, P.value(a.norm_w), P.value(a.norm_b), B,
+                    d, c.layernorm_eps);
+  linear_forward(a.logits, a.lnf, P.value(a.head_w), P.value(a.head_b), B, d, V);
+  a.has_loss = labels != nullptr;
+  a.masks_on = drop;
+  if (!labels) return 0.0f;
+  for (int64_t b = 0; b < B; b++)
+    check(labels[b] >= 0 && labels[b] < V, "label ", labels[b], " is outside 0..", V - 1);
+  a.labels.assign(labels, labels + B);
+  a.smoothing = smoothing;
+  a.batch = B;
+  softmax_xent_forward(a.losses, a.probs, a.logits, labels, B, V, smoothing);
+  double sum = 0;
+  for (int64_t b = 0; b < B; b++) sum += a.losses[b];
+  return static_cast<float>(sum / B);
+}
+
+void VisionTransformer::backward() {
+  Acts& a = *acts_;
+  check(a.has_loss, "backward() needs a forward() with labels first");
+  const ModelConfig& c = config_;
+  Params& P = params_;
+  const int64_t B = a.batch, T = c.tokens(), N = c.num_patches(), d = c.embed_dim;
+  const int64_t hid = c.hidden(), H = c.num_heads, V = c.num_classes, BT = B * T;
+  const int64_t cpp = static_cast<int64_t>(c.in_chans) * c.patch_size * c.patch_size;
+  const int groups = c.rational_groups;
+  const bool kan = c.ffn == Ffn::Kan;
+
+  // Head: loss -> logits -> final norm of the class token -> residual stream row 0.
+  zero(a.dlogits, B * V);
+  softmax_xent_backward(a.dlogits, a.probs, a.labels.data(), B, V, a.smoothing, 1.0f / B);
+  zero(a.dlnf, B * d);
+  linear_backward(a.dlnf, P.grad(a.head_w), P.grad(a.head_b), a.dlogits, a.lnf, P.value(a.head_w),
+                  B, d, V);
+  zero(a.dcls, B * d);
+  layernorm_backward(a.dcls, P.grad(a.norm_w), P.grad(a.norm_b), a.dlnf, a.cls, a.lnf_mean,
+                     a.lnf_rstd, P.value(a.norm_w), B, d);
+  zero(a.dres, BT * d);
+  for (int64_t b = 0; b < B; b++) std::memcpy(a.dres + b * T * d, a.dcls + b * d, d * sizeof(float));
+
+  // Blocks in reverse. a.dres holds the gradient of the residual stream; each branch's input
+  // gradient is accumulated into it by the LayerNorm backward, which turns d(out) into d(in).
+  for (int l = c.depth - 1; l >= 0; l--) {
+    const BlockParams& bp = a.blocks[l];
+    const LayerActs& L = a.layers[l];
+    const float* x_in = l == 0 ? a.x0 : a.layers[l - 1].res2;
+    const float* dbranch = a.dres;
+    if (a.masks_on) {
+      for (int64_t i = 0; i < BT * d; i++) a.dtmp[i] = a.dres[i] * L.mask2[i];
+      dbranch = a.dtmp;
+    }
+    zero(a.da2, BT * hid);
+    linear_backward(a.da2, P.grad(bp.fc2_w), P.grad(bp.fc2_b), dbranch, L.a2, P.value(bp.fc2_w), BT,
+                    hid, d);
+    zero(a.dh, BT * hid);
+    if (kan)
+      rational_backward(a.dh, P.grad(bp.act2_num), P.grad(bp.act2_den), a.da2, L.h,
+                        P.value(bp.act2_num), P.value(bp.act2_den), BT, hid, groups);
+    else
+      gelu_backward(a.dh, a.da2, L.h, BT * hid);
+    float* dfc1_in = kan ? a.da1 : a.dln;
+    zero(dfc1_in, BT * d);
+    linear_backward(dfc1_in, P.grad(bp.fc1_w), P.grad(bp.fc1_b), a.dh, kan ? L.a1 : L.ln2,
+                    P.value(bp.fc1_w), BT, d, hid);
+    if (kan) {
+      zero(a.dln, BT * d);
+      rational_backward(a.dln, P.grad(bp.act1_num), P.grad(bp.act1_den), a.da1, L.ln2,
+                        P.value(bp.act1_num), P.value(bp.act1_den), BT, d, groups);
+    }
+    layernorm_backward(a.dres, P.grad(bp.norm2_w), P.grad(bp.norm2_b), a.dln, L.res1, L.ln2_mean,
+                       L.ln2_rstd, P.value(bp.norm2_w), BT, d);
+
+    dbranch = a.dres;
+    if (a.masks_on) {
+      for (int64_t i = 0; i < BT * d; i++) a.dtmp[i] = a.dres[i] * L.mask1[i];
+      dbranch = a.dtmp;
+    }
+    zero(a.datty, BT * d);
+    linear_backward(a.datty, P.grad(bp.proj_w), P.grad(bp.proj_b), dbranch, L.atty,
+                    P.value(bp.proj_w), BT, d, d);
+    zero(a.dqkv, BT * 3 * d);
+    attention_backward(a.dqkv, a.scratch, a.datty, L.qkv, L.probs, B, T, d, H);
+    zero(a.dln, BT * d);
+    linear_backward(a.dln, P.grad(bp.qkv_w), P.grad(bp.qkv_b), a.dqkv, L.ln1, P.value(bp.qkv_w), BT,
+                    d, 3 * d);
+    layernorm_backward(a.dres, P.grad(bp.norm1_w), P.grad(bp.norm1_b), a.dln, x_in, L.ln1_mean,
+                       L.ln1_rstd, P.value(bp.norm1_w), BT, d);
+  }
+
+  // Embedding: class token, positions, and the patch projection.
+  float* dcls = P.grad(a.cls_token);
+  float* dpos = P.grad(a.pos_embed);
+  for (int64_t b = 0; b < B; b++) {
+    for (int64_t t = 0; t < T; t++) {
+      const float* g = a.dres + (b * T + t) * d;
+      for (int64_t k = 0; k < d; k++) dpos[t * d + k] += g[k];
+      if (t == 0)
+        for (int64_t k = 0; k < d; k++) dcls[k] += g[k];
+      else
+        std::memcpy(a.dpe + (b * N + t - 1) * d, g, d * sizeof(float));
+    }
+  }
+  linear_backward(nullptr, P.grad(a.patch_w), P.grad(a.patch_b), a.dpe, a.patches,
+                  P.value(a.patch_w), B * N, cpp, d);
+}
+
+void normalize_images(float* out, const uint8_t* pixels, int64_t B, const ModelConfig& c) {
+  const int64_t hw = static_cast<int64_t>(c.img_size) * c.img_size;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < B; b++) {
+    for (int64_t ch = 0; ch < c.in_chans; ch++) {
+      const float scale = 1.0f / (255.0f * c.std[ch]), shift = c.mean[ch] / c.std[ch];
+      const uint8_t* src = pixels + (b * c.in_chans + ch) * hw;
+      float* dst = out + (b * c.in_chans + ch) * hw;
+      for (int64_t i = 0; i < hw; i++) dst[i] = src[i] * scale - shift;
+    }
+  }
+}
+
+}  // namespace kat

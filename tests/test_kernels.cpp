@@ -1,0 +1,242 @@
+// Every kernel against finite differences of its own forward, and the rational against its plain
+// double-precision reference.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "gradcheck.h"
+#include "kat/error.h"
+#include "kat/grkan.h"
+#include "kat/kernels.h"
+#include "kat/parallel.h"
+
+namespace kat {
+namespace {
+
+using testing::dot;
+using testing::expect_gradient;
+using testing::randn;
+
+TEST(Linear, ForwardMatchesLoops) {
+  const int64_t R = 5, I = 7, O = 3;
+  auto x = randn(R * I, 1), w = randn(O * I, 2), b = randn(O, 3);
+  std::vector<float> y(R * O);
+  linear_forward(y.data(), x.data(), w.data(), b.data(), R, I, O);
+  for (int64_t r = 0; r < R; r++)
+    for (int64_t o = 0; o < O; o++) {
+      double s = b[o];
+      for (int64_t i = 0; i < I; i++) s += x[r * I + i] * w[o * I + i];
+      EXPECT_NEAR(y[r * O + o], s, 1e-5);
+    }
+}
+
+TEST(Linear, Gradients) {
+  const int64_t R = 6, I = 5, O = 4;
+  auto x = randn(R * I, 1), w = randn(O * I, 2), b = randn(O, 3), wy = randn(R * O, 4);
+  std::vector<float> y(R * O), dx(R * I, 0), dw(O * I, 0), db(O, 0);
+  auto loss = [&] {
+    linear_forward(y.data(), x.data(), w.data(), b.data(), R, I, O);
+    return dot(wy, y.data());
+  };
+  linear_backward(dx.data(), dw.data(), db.data(), wy.data(), x.data(), w.data(), R, I, O);
+  expect_gradient(loss, x, dx, "dx");
+  expect_gradient(loss, w, dw, "dw");
+  expect_gradient(loss, b, db, "db");
+}
+
+TEST(LayerNorm, Gradients) {
+  const int64_t R = 4, C = 12;
+  auto x = randn(R * C, 1, 2.0f), w = randn(C, 2), b = randn(C, 3), wy = randn(R * C, 4);
+  std::vector<float> y(R * C), mean(R), rstd(R), dx(R * C, 0), dw(C, 0), db(C, 0);
+  auto loss = [&] {
+    layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), R, C, 1e-6f);
+    return dot(wy, y.data());
+  };
+  loss();
+  layernorm_backward(dx.data(), dw.data(), db.data(), wy.data(), x.data(), mean.data(), rstd.data(),
+                     w.data(), R, C);
+  expect_gradient(loss, x, dx, "dx");
+  expect_gradient(loss, w, dw, "dw");
+  expect_gradient(loss, b, db, "db");
+}
+
+TEST(Gelu, ValuesAndGradient) {
+  auto x = randn(50, 1, 3.0f), wy = randn(50, 2);
+  std::vector<float> y(50), dx(50, 0);
+  gelu_forward(y.data(), x.data(), 50);
+  for (int i = 0; i < 50; i++) EXPECT_NEAR(y[i], activation("gelu", x[i]), 1e-6);
+  auto loss = [&] {
+    gelu_forward(y.data(), x.data(), 50);
+    return dot(wy, y.data());
+  };
+  gelu_backward(dx.data(), wy.data(), x.data(), 50);
+  expect_gradient(loss, x, dx, "dx", 1e-3f);
+}
+
+// Rational inputs that hit the edge cases: exact zeros, negatives, and large |x|.
+std::vector<float> rational_inputs(int64_t n, uint64_t seed) {
+  auto x = randn(n, seed, 2.0f);
+  for (int64_t i = 0; i < n; i += 7) x[i] = 0.0f;
+  for (int64_t i = 3; i < n; i += 11) x[i] = -6.5f;
+  for (int64_t i = 5; i < n; i += 13) x[i] = 8.0f;
+  return x;
+}
+
+struct RationalCase {
+  int64_t R = 9, C = 24;
+  int groups = 4;
+  std::vector<float> x, num, den, dy;
+  RationalCase() {
+    x = rational_inputs(R * C, 1);
+    const RationalCoefs k = rational_init("swish");
+    num.assign(k.num.begin(), k.num.end());
+    auto noise = randn(6 + 4 * groups, 2, 0.05f);
+    for (int i = 0; i < 6; i++) num[i] += noise[i];
+    for (int g = 0; g < groups; g++)
+      for (int i = 0; i < 4; i++) den.push_back(static_cast<float>(k.den[i]) + noise[6 + g * 4 + i]);
+    den[1] = -0.3f;  // negative b: the kernel uses |b|, the gradient carries sign(b)
+    dy = randn(R * C, 3);
+  }
+};
+
+TEST(Rational, MatchesDoubleReference) {
+  RationalCase t;
+  const int64_t n = t.R * t.C;
+  std::vector<float> y(n), dx(n, 0), dnum(6, 0), dden(4 * t.groups, 0);
+  rational_forward(y.data(), t.x.data(), t.num.data(), t.den.data(), t.R, t.C, t.groups);
+  rational_backward(dx.data(), dnum.data(), dden.data(), t.dy.data(), t.x.data(), t.num.data(),
+                    t.den.data(), t.R, t.C, t.groups);
+  auto to_d = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
+  auto xd = to_d(t.x), nd = to_d(t.num), dd = to_d(t.den), dyd = to_d(t.dy);
+  std::vector<double> yr(n), dxr(n, 0), dnr(6, 0), ddr(4 * t.groups, 0);
+  rational_forward_ref(yr.data(), xd.data(), nd.data(), dd.data(), t.R, t.C, t.groups);
+  rational_backward_ref(dxr.data(), dnr.data(), ddr.data(), dyd.data(), xd.data(), nd.data(),
+                        dd.data(), t.R, t.C, t.groups);
+  for (int64_t i = 0; i < n; i++) {
+    EXPECT_NEAR(y[i], yr[i], 1e-5 * (1 + std::fabs(yr[i]))) << i;
+    EXPECT_NEAR(dx[i], dxr[i], 1e-5 * (1 + std::fabs(dxr[i]))) << i;
+  }
+  for (int i = 0; i < 6; i++) EXPECT_NEAR(dnum[i], dnr[i], 1e-4 * (1 + std::fabs(dnr[i]))) << i;
+  for (int i = 0; i < 4 * t.groups; i++)
+    EXPECT_NEAR(dden[i], ddr[i], 1e-4 * (1 + std::fabs(ddr[i]))) << i;
+}
+
+TEST(Rational, FiniteDifferenceGradients) {
+  RationalCase t;
+  const int64_t n = t.R * t.C;
+  std::vector<float> y(n), dx(n, 0), dnum(6, 0), dden(4 * t.groups, 0);
+  auto loss = [&] {
+    rational_forward(y.data(), t.x.data(), t.num.data(), t.den.data(), t.R, t.C, t.groups);
+    return dot(t.dy, y.data());
+  };
+  rational_backward(dx.data(), dnum.data(), dden.data(), t.dy.data(), t.x.data(), t.num.data(),
+                    t.den.data(), t.R, t.C, t.groups);
+  // Away from x = 0, where |x| has a kink (the kernel takes sign(0) = +1 there).
+  std::vector<float> x_nonzero = t.x;
+  for (auto& v : x_nonzero)
+    if (v == 0.0f) v = 0.5f;
+  t.x = x_nonzero;
+  std::fill(dx.begin(), dx.end(), 0.0f);
+  std::fill(dnum.begin(), dnum.end(), 0.0f);
+  std::fill(dden.begin(), dden.end(), 0.0f);
+  rational_backward(dx.data(), dnum.data(), dden.data(), t.dy.data(), t.x.data(), t.num.data(),
+                    t.den.data(), t.R, t.C, t.groups);
+  expect_gradient(loss, t.x, dx, "dx", 1e-3f, 2e-3, 2e-2, 1000);
+  expect_gradient(loss, t.num, dnum, "dnum", 1e-3f, 1e-2, 1e-2);
+  expect_gradient(loss, t.den, dden, "dden", 1e-3f, 1e-2, 1e-2);
+}
+
+TEST(Rational, DerivativeAtZeroUsesSignPlusOne) {
+  // dF/dx(0) = P'(0)/Q(0) - P(0) Q'(0)/Q(0)^2 with Q'(0) = +|b0|.
+  const float num[6] = {0.5f, 1.0f, 0, 0, 0, 0}, den[4] = {-2.0f, 0, 0, 0};
+  const float x = 0.0f, dy = 1.0f;
+  float y, dx = 0, dnum[6] = {}, dden[4] = {};
+  rational_forward(&y, &x, num, den, 1, 1, 1);
+  rational_backward(&dx, dnum, dden, &dy, &x, num, den, 1, 1, 1);
+  EXPECT_FLOAT_EQ(y, 0.5f);
+  EXPECT_FLOAT_EQ(dx, 1.0f - 0.5f * 2.0f);
+}
+
+TEST(Rational, GroupsMustDivideChannels) {
+  float x[10] = {}, y[10];
+  const float num[6] = {}, den[12] = {};
+  EXPECT_THROW(rational_forward(y, x, num, den, 1, 10, 3), Error);
+}
+
+TEST(Rational, LargeTensorCoefficientGradientsStayAccurate) {
+  // 25M-ish elements would take long in the double reference; 2M with all-equal terms still
+  // exposes float accumulation drift (a float running sum would be off by > 1e-3 here).
+  const int64_t R = 2048, C = 1024;
+  const int groups = 8;
+  std::vector<float> x(R * C), dy(R * C, 1.0f), dx(R * C, 0);
+  Rng rng(7);
+  for (auto& v : x) v = rng.normal();
+  const RationalCoefs k = rational_init("swish");
+  std::vector<float> num(k.num.begin(), k.num.end()), den;
+  for (int g = 0; g < groups; g++) den.insert(den.end(), k.den.begin(), k.den.end());
+  std::vector<float> dnum(6, 0), dden(4 * groups, 0);
+  rational_backward(dx.data(), dnum.data(), dden.data(), dy.data(), x.data(), num.data(),
+                    den.data(), R, C, groups);
+  std::vector<double> xd(x.begin(), x.end()), dyd(dy.begin(), dy.end()), dxr(R * C, 0);
+  std::vector<double> nd(num.begin(), num.end()), dd(den.begin(), den.end()), dnr(6, 0),
+      ddr(4 * groups, 0);
+  rational_backward_ref(dxr.data(), dnr.data(), ddr.data(), dyd.data(), xd.data(), nd.data(),
+                        dd.data(), R, C, groups);
+  for (int i = 0; i < 6; i++) EXPECT_NEAR(dnum[i], dnr[i], 1e-5 * std::fabs(dnr[i])) << i;
+  for (int i = 0; i < 4 * groups; i++) EXPECT_NEAR(dden[i], ddr[i], 1e-5 * std::fabs(ddr[i])) << i;
+}
+
+TEST(Attention, Gradients) {
+  const int64_t B = 2, T = 5, C = 8, H = 2;
+  auto qkv = randn(B * T * 3 * C, 1), wy = randn(B * T * C, 2);
+  std::vector<float> out(B * T * C), probs(B * H * T * T), dqkv(qkv.size(), 0);
+  std::vector<float> scratch(num_threads() * T * T);
+  auto loss = [&] {
+    attention_forward(out.data(), probs.data(), qkv.data(), B, T, C, H);
+    return dot(wy, out.data());
+  };
+  loss();
+  attention_backward(dqkv.data(), scratch.data(), wy.data(), qkv.data(), probs.data(), B, T, C, H);
+  expect_gradient(loss, qkv, dqkv, "dqkv", 1e-2f, 2e-3, 2e-2, 1000);
+}
+
+TEST(Attention, RowsAreProbabilities) {
+  const int64_t B = 1, T = 6, C = 4, H = 1;
+  auto qkv = randn(B * T * 3 * C, 5, 4.0f);
+  std::vector<float> out(B * T * C), probs(T * T);
+  attention_forward(out.data(), probs.data(), qkv.data(), B, T, C, H);
+  for (int64_t i = 0; i < T; i++) {
+    double s = 0;
+    for (int64_t j = 0; j < T; j++) s += probs[i * T + j];
+    EXPECT_NEAR(s, 1.0, 1e-5);
+  }
+}
+
+TEST(SoftmaxXent, LossAndGradient) {
+  const int64_t B = 3, V = 5;
+  auto z = randn(B * V, 1, 2.0f);
+  const int32_t labels[3] = {0, 4, 2};
+  std::vector<float> losses(B), probs(B * V), dz(B * V, 0);
+  const float eps = 0.1f;
+  auto loss = [&] {
+    softmax_xent_forward(losses.data(), probs.data(), z.data(), labels, B, V, eps);
+    double s = 0;
+    for (float l : losses) s += l;
+    return s / B;
+  };
+  loss();
+  // Direct definition: -(1-eps) log p_y - eps/V sum log p_j.
+  for (int64_t b = 0; b < B; b++) {
+    double expect = 0;
+    for (int64_t j = 0; j < V; j++) {
+      const double lp = std::log(probs[b * V + j]);
+      expect -= (j == labels[b] ? 1 - eps : 0) * lp + eps / V * lp;
+    }
+    EXPECT_NEAR(losses[b], expect, 1e-5);
+  }
+  softmax_xent_backward(dz.data(), probs.data(), labels, B, V, eps, 1.0f / B);
+  expect_gradient(loss, z, dz, "dlogits", 1e-2f, 1e-4, 1e-2);
+}
+
+}  // namespace
+}  // namespace kat

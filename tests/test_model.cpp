@@ -1,0 +1,107 @@
+// Whole-model finite-difference gradient checks for KAT and ViT, with and without dropout.
+#include <gtest/gtest.h>
+
+#include "gradcheck.h"
+#include "kat/error.h"
+#include "kat/model.h"
+
+namespace kat {
+namespace {
+
+ModelConfig tiny(Ffn ffn) {
+  ModelConfig c;
+  c.architecture = ffn == Ffn::Kan ? "kat_test" : "vit_test";
+  c.img_size = 8, c.patch_size = 4, c.in_chans = 2;
+  c.embed_dim = 16, c.depth = 2, c.num_heads = 2, c.mlp_ratio = 2.0;
+  c.num_classes = 5, c.rational_groups = 4, c.ffn = ffn;
+  c.mean = {0.5f, 0.5f}, c.std = {0.25f, 0.25f};
+  return c;
+}
+
+void check_model_gradients(ModelConfig c, bool training) {
+  VisionTransformer m(c);
+  m.init(3);
+  // Perturb everything so no gradient is trivially zero (zero biases, unit norms, ...).
+  auto noise = testing::randn(m.params().total(), 11, 0.05f);
+  for (int64_t i = 0; i < m.params().total(); i++) m.params().values()[i] += noise[i];
+  const int64_t B = 3;
+  auto images = testing::randn(B * c.in_chans * c.img_size * c.img_size, 5);
+  const int32_t labels[B] = {1, 4, 0};
+  auto loss = [&] {
+    return static_cast<double>(m.forward(images.data(), labels, B, training, 0.1f, 99));
+  };
+  m.params().zero_grad();
+  loss();
+  m.backward();
+  std::vector<float> grads = m.params().grads();
+  for (const ParamSpec& s : m.params().specs()) {
+    std::vector<float> x(m.params().value(m.params().find(s.name)),
+                         m.params().value(m.params().find(s.name)) + s.size);
+    std::vector<float> g(grads.begin() + s.offset, grads.begin() + s.offset + s.size);
+    // The loss reads the parameter through the model, so perturb in place and copy back.
+    float* live = m.params().value(m.params().find(s.name));
+    auto live_loss = [&] {
+      std::copy(x.begin(), x.end(), live);
+      return loss();
+    };
+    testing::expect_gradient(live_loss, x, g, s.name.c_str(), 1e-2f, 1e-3, 3e-2, 16);
+    std::copy(x.begin(), x.end(), live);
+  }
+}
+
+TEST(ModelGradients, Kat) { check_model_gradients(tiny(Ffn::Kan), false); }
+TEST(ModelGradients, Vit) { check_model_gradients(tiny(Ffn::Mlp), false); }
+TEST(ModelGradients, KatWithDropoutAndDropPath) {
+  ModelConfig c = tiny(Ffn::Kan);
+  c.drop_rate = 0.2f, c.drop_path_rate = 0.3f;
+  check_model_gradients(c, true);
+}
+
+TEST(Model, ParameterNamesAreTimms) {
+  VisionTransformer m(tiny(Ffn::Kan));
+  const Params& p = m.params();
+  for (const char* name :
+       {"cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias",
+        "blocks.0.norm1.weight", "blocks.0.attn.qkv.weight", "blocks.1.attn.proj.bias",
+        "blocks.1.mlp.act1.weight_numerator", "blocks.1.mlp.act2.weight_denominator",
+        "blocks.0.mlp.fc1.weight", "blocks.0.mlp.fc2.bias", "norm.weight", "head.bias"})
+    EXPECT_GE(p.find(name), 0) << name;
+  EXPECT_EQ(p.specs()[p.find("pos_embed")].shape, (std::vector<int64_t>{1, 5, 16}));
+  EXPECT_EQ(p.specs()[p.find("blocks.0.mlp.act1.weight_denominator")].shape,
+            (std::vector<int64_t>{4, 4}));
+  EXPECT_EQ(p.specs()[p.find("patch_embed.proj.weight")].shape,
+            (std::vector<int64_t>{16, 2, 4, 4}));
+}
+
+TEST(Model, VariancePreservingInitIsApplied) {
+  ModelConfig c = tiny(Ffn::Kan);
+  c.embed_dim = 64, c.num_heads = 4, c.mlp_ratio = 4.0;
+  VisionTransformer m(c);
+  m.init(1);
+  auto std_of = [&](const char* name) {
+    const int i = m.params().find(name);
+    const float* v = m.params().value(i);
+    double s = 0;
+    for (int64_t k = 0; k < m.params().specs()[i].size; k++) s += double(v[k]) * v[k];
+    return std::sqrt(s / m.params().specs()[i].size);
+  };
+  // fc1 after the identity rational: 1/sqrt(64); fc2 after swish: sqrt(2.818/256).
+  EXPECT_NEAR(std_of("blocks.0.mlp.fc1.weight"), 0.125, 0.01);
+  EXPECT_NEAR(std_of("blocks.0.mlp.fc2.weight"), std::sqrt(2.8178 / 256), 0.01);
+  EXPECT_NEAR(std_of("blocks.0.attn.qkv.weight"), 0.02, 0.003);
+}
+
+TEST(Model, BadConfigsAreErrors) {
+  ModelConfig c = tiny(Ffn::Kan);
+  c.rational_groups = 3;  // 16 channels do not split into 3 groups
+  EXPECT_THROW(VisionTransformer m(c), Error);
+  c = tiny(Ffn::Kan);
+  c.patch_size = 3;
+  EXPECT_THROW(VisionTransformer m(c), Error);
+  c = tiny(Ffn::Mlp);
+  c.num_heads = 3;
+  EXPECT_THROW(VisionTransformer m(c), Error);
+}
+
+}  // namespace
+}  // namespace kat
