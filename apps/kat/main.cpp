@@ -68,6 +68,7 @@ config.json, plus optimizer.safetensors and trainer_state.json for --resume).
   --resume CKPT          continue a run from its last/ checkpoint exactly
   --train-limit N        use only the first N training images
   --test-limit N         use only the first N test images
+  --stop-after N         stop at step N, saving last/ for --resume (as Ctrl-C does)
   --log-every N          steps between metric lines                         [50]
   --progress bar|lines   progress display [bar on a terminal, lines otherwise]
 )";
@@ -174,7 +175,7 @@ int cmd_train(int argc, char** argv) {
                        {"model", "config", "data", "epochs", "batch", "lr", "min-lr", "warmup",
                         "weight-decay", "label-smoothing", "clip", "augment", "drop-path",
                         "dropout", "threads", "seed", "out", "resume", "train-limit",
-                        "test-limit", "log-every", "progress"},
+                        "test-limit", "log-every", "progress", "stop-after"},
                        {"overwrite"}, "train");
   check(a.positional.empty(), "unexpected argument '",
         a.positional.empty() ? "" : a.positional[0], "' (see kat train --help)");
@@ -197,6 +198,8 @@ int cmd_train(int argc, char** argv) {
   o.train_limit = a.integer("train-limit", 0);
   o.test_limit = a.integer("test-limit", 0);
   o.log_every = static_cast<int>(a.integer("log-every", o.log_every));
+  o.stop_after = a.integer("stop-after", 0);
+  check(o.stop_after >= 0, "--stop-after must be a step number >= 0");
   check(o.log_every > 0, "--log-every must be positive");
   check(o.epochs >= 0, "--epochs must be positive");
   check(o.batch > 0, "--batch must be positive");
@@ -333,6 +336,19 @@ int cmd_fit_rational(int argc, char** argv) {
   return 0;
 }
 
+constexpr const char* kConfigsHelp = R"(usage: kat configs
+
+Lists the named model configurations that --config accepts. Each is also a valid
+config.json architecture name: `kat info` and checkpoints use the same names.
+)";
+
+int cmd_configs(int argc, char** argv) {
+  const Args a = parse(argc, argv, 2, {}, {}, "configs");
+  check(a.positional.empty(), "kat configs takes no arguments");
+  for (const auto& n : config_names()) std::cout << n << "\n";
+  return 0;
+}
+
 int run(int argc, char** argv) {
   if (argc < 2) {
     std::cerr << kUsage;
@@ -352,11 +368,8 @@ int run(int argc, char** argv) {
       {"eval", {cmd_eval, kEvalHelp}},
       {"predict", {cmd_predict, kPredictHelp}},
       {"info", {cmd_info, kInfoHelp}},
-      {"fit-rational", {cmd_fit_rational, kFitHelp}}};
-  if (cmd == "configs") {
-    for (const auto& n : config_names()) std::cout << n << "\n";
-    return 0;
-  }
+      {"fit-rational", {cmd_fit_rational, kFitHelp}},
+      {"configs", {cmd_configs, kConfigsHelp}}};
   const auto it = commands.find(cmd);
   if (it == commands.end()) fail("unknown command '", cmd, "' (see kat --help)");
   if (wants_help(argc, argv)) {

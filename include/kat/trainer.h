@@ -28,6 +28,7 @@ struct TrainOptions {
   bool overwrite = false;
   std::string resume;     // checkpoint directory of an earlier run (its last/)
   int64_t train_limit = 0, test_limit = 0;  // use only the first N samples (0: all)
+  int64_t stop_after = 0;  // stop at this step as an interrupt would (last/ saved); 0: never
   int log_every = 50;
   int progress = -1;      // 1 bar, 0 log lines, -1: bar when stderr is a terminal
 };

@@ -1,4 +1,5 @@
 #include "kat/optim.h"
+#include "kat/parallel.h"
 
 #include <cmath>
 
@@ -39,11 +40,12 @@ void AdamW::step(float lr) {
 }
 
 float clip_grad_norm(Params& params, float max_norm) {
-  double sum = 0;
   const float* g = params.grads().data();
   const int64_t n = params.total();
-#pragma omp parallel for reduction(+ : sum) schedule(static)
-  for (int64_t i = 0; i < n; i++) sum += static_cast<double>(g[i]) * g[i];
+  const double sum = parallel_sum<double>(1, [&](double* acc) {
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; i++) *acc += static_cast<double>(g[i]) * g[i];
+  })[0];
   const float norm = static_cast<float>(std::sqrt(sum));
   if (max_norm > 0 && norm > max_norm) {
     const float scale = max_norm / (norm + 1e-6f);

@@ -297,10 +297,11 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
       state = json::parse(read_text_file(state_path));
       // The saved options make the continuation exact; --epochs may extend the run (which
       // stretches the cosine schedule from here on).
-      const int epochs = o.epochs, threads = o.threads, progress = o.progress;
+      const TrainOptions given = o;
       options_from_json(state.at("options"), o);
-      if (epochs > 0) o.epochs = epochs;
-      o.threads = threads, o.progress = progress;
+      if (given.epochs > 0) o.epochs = given.epochs;
+      o.threads = given.threads, o.progress = given.progress, o.stop_after = given.stop_after;
+      o.log_every = given.log_every;
       o.out_dir = state.at("run_dir").get<std::string>();
     } catch (const json::exception& e) {
       fail(state_path, ": unreadable trainer state (", e.what(), ")");
@@ -389,7 +390,8 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
   double window_loss = 0, last_img_s = 0;
   std::vector<int64_t> order;
   int64_t order_epoch = -1;
-  while (step < total_steps && !g_interrupted) {
+  const int64_t end_step = o.stop_after > 0 ? std::min(total_steps, o.stop_after) : total_steps;
+  while (step < end_step && !g_interrupted) {
     const int64_t epoch = step / steps_per_epoch, in_epoch = step % steps_per_epoch;
     if (order_epoch != epoch) order = epoch_order(train.count, o.seed, epoch), order_epoch = epoch;
     Rng aug_rng = Rng::derive(o.seed, kAugment, static_cast<uint64_t>(step));
@@ -456,9 +458,10 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
     }
   }
   std::signal(SIGINT, SIG_DFL);
-  if (g_interrupted) {
+  if (step < total_steps) {  // interrupted or --stop-after
     save_state(o.out_dir + "/last", step, 0.0);
-    progress.message("interrupted: saved " + o.out_dir + "/last at step " + std::to_string(step) +
+    progress.message(std::string(g_interrupted ? "interrupted" : "stopped") + ": saved " +
+                     o.out_dir + "/last at step " + std::to_string(step) +
                      "; continue with --resume " + o.out_dir + "/last");
   }
   result.best_accuracy = best;

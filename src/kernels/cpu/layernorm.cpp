@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "kat/kernels.h"
+#include "kat/parallel.h"
 
 namespace kat {
 
@@ -31,11 +32,7 @@ void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const 
                         const float* mean, const float* rstd, const float* w, int64_t R,
                         int64_t C) {
   // Parameter gradients are summed per thread, then reduced once: no shared cell per row.
-#pragma omp parallel
-  {
-    thread_local std::vector<float> part;
-    part.assign(2 * C, 0.0f);
-    float* pw = part.data();
+  const std::vector<float> sums = parallel_sum<float>(2 * C, [&](float* pw) {
     float* pb = pw + C;
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < R; r++) {
@@ -61,11 +58,10 @@ void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const 
         dxr[c] += s * (dyr[c] * w[c] - mean_dn - n * mean_dn_n);
       }
     }
-#pragma omp critical
-    for (int64_t c = 0; c < C; c++) {
-      dw[c] += pw[c];
-      db[c] += pb[c];
-    }
+  });
+  for (int64_t c = 0; c < C; c++) {
+    dw[c] += sums[c];
+    db[c] += sums[C + c];
   }
 }
 

@@ -9,6 +9,7 @@
 
 #include "kat/error.h"
 #include "kat/kernels.h"
+#include "kat/parallel.h"
 
 namespace kat {
 namespace {
@@ -59,10 +60,7 @@ void rational_backward(float* dx, float* dnum, float* dden, const float* dy, con
   check_groups(C, groups);
   const int64_t cpg = C / groups;
   constexpr int kPartials = kRationalNum + kRationalDen;
-  std::vector<double> total(static_cast<size_t>(groups) * kPartials, 0.0);
-#pragma omp parallel
-  {
-    std::vector<double> acc(static_cast<size_t>(groups) * kPartials, 0.0);
+  const std::vector<double> total = parallel_sum<double>(groups * kPartials, [&](double* acc) {
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < R; r++) {
       for (int g = 0; g < groups; g++) {
@@ -98,14 +96,12 @@ void rational_backward(float* dx, float* dnum, float* dden, const float* dy, con
           t3 += h * a2 * av;
           t4 += h * a2 * a2;
         }
-        double* ag = acc.data() + g * kPartials;
+        double* ag = acc + g * kPartials;
         ag[0] += s0, ag[1] += s1, ag[2] += s2, ag[3] += s3, ag[4] += s4, ag[5] += s5;
         ag[6] += t1, ag[7] += t2, ag[8] += t3, ag[9] += t4;
       }
     }
-#pragma omp critical
-    for (size_t i = 0; i < acc.size(); i++) total[i] += acc[i];
-  }
+  });
   for (int g = 0; g < groups; g++) {
     const double* tg = total.data() + g * kPartials;
     for (int i = 0; i < kRationalNum; i++) dnum[i] += static_cast<float>(tg[i]);
