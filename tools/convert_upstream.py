@@ -11,7 +11,8 @@ head.weight, mlp_ratio from fc1, KAT vs ViT and rational_groups from mlp.act1.we
 num_heads cannot be seen in the weights: it comes from --heads or from the architecture name
 (given by --arch, or inferred for the upstream {kat,vit}_{tiny,small,base}_patch16_224 shapes).
 Writes DIR/model.safetensors (timm names, float32) and DIR/config.json (mean/std of the named
-architecture, else ImageNet's for 3 channels and 0.5 otherwise). Any tensor kat's model does not have is refused, by name.
+architecture, else ImageNet's for 3 channels and 0.5 otherwise). Any tensor kat's model does not
+have is refused, by name.
 
 DIR -> .pth: writes a plain state dict (timm names) that upstream's KAT model (or timm's
 VisionTransformer for a ViT) loads with load_state_dict.
@@ -131,7 +132,8 @@ def pth_to_dir(src: str, out_dir: str, arch: str | None, heads: int | None,
 def dir_to_pth(src_dir: str, out: str) -> None:
     model, cfg = kat_torch.load_checkpoint(src_dir)
     torch.save(model.state_dict(), out)
-    print(f"wrote {out}: {cfg['architecture']}, {len(model.state_dict())} tensors (plain state dict)")
+    n = len(model.state_dict())
+    print(f"wrote {out}: {cfg['architecture']}, {n} tensors (plain state dict)")
 
 
 def main() -> int:

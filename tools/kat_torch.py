@@ -5,7 +5,7 @@ VisionTransformer / upstream KAT and kat's C++ engine, so a state dict moves bet
 unchanged. Used by the fixture generator, the checkpoint checks and the benchmark peer.
 
     model, cfg = load_checkpoint("runs/x/best")
-    logits = model(normalize(pixels_uint8, cfg["pretrained_cfg"]["mean"], cfg["pretrained_cfg"]["std"]))
+    logits = model(normalize(pixels_uint8, model.config.mean, model.config.std))
 """
 
 import json
@@ -58,7 +58,7 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
 def _abs_sign_pos(t: torch.Tensor) -> torch.Tensor:
-    """|t| whose gradient is sign(t) with sign(0) = +1, the convention of kat and upstream's kernels.
+    """|t| with gradient sign(t), sign(0) = +1: the convention of kat and upstream's kernels.
 
     torch.abs would give gradient 0 at t == 0, which freezes identity-initialised denominators
     (b = 0) and differs from kat at x == 0. The sign factor is a constant to autograd.
@@ -70,7 +70,8 @@ def rational(x: torch.Tensor, num: torch.Tensor, den: torch.Tensor, groups: int)
     """GR-KAN activation F(x) = P(x) / Q(x), channels last.
 
     x: [..., C]; num: [1, 6] (a0..a5, shared by all groups); den: [groups, 4] (b0..b3 per group).
-    P(x) = sum_i a_i x^i,  Q(x) = 1 + sum_i |b_i| |x|^(i+1); channel c is in group c // (C // groups).
+    P(x) = sum_i a_i x^i,  Q(x) = 1 + sum_i |b_i| |x|^(i+1);
+    channel c is in group c // (C // groups).
     Plain tensor ops, so autograd gives dx, dnum and dden.
     """
     channels = x.shape[-1]
@@ -280,7 +281,10 @@ def named_config(name: str) -> ModelConfig:
                                embed_dim=dim, depth=12, num_heads=dim // 64, mlp_ratio=4.0,
                                num_classes=1000, rational_groups=8, ffn=ffn, act_init=act,
                                mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
-    raise ValueError(f"unknown model config '{name}'")
+    known = ["kat_fmnist", "vit_fmnist"] + [f"{p}_{s}_patch16_224" for p in ("kat", "vit")
+                                            for s in ("tiny", "small", "base")]
+    raise ValueError(f"unknown model config '{name}' (known: {', '.join(known)}, and the "
+                     "kat_*_swish_* / kat_*_gelu_* aliases)")
 
 
 def _check_keys(d: dict, allowed: set[str], where: str) -> None:

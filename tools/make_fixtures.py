@@ -97,7 +97,7 @@ def write_rational(out: str) -> None:
     (y * t["dy"]).sum().backward()
     grads = {"dx": x.grad, "dnum": num.grad, "dden": den.grad}
     check_rational_gradients(t["x"], t["num"], t["den"], t["dy"], groups, grads)
-    tensors = {k: f32(v) for k, v in t.items()} | {"y": f32(y)} | {k: f32(v) for k, v in grads.items()}
+    tensors = {k: f32(v) for k, v in (t | {"y": y} | grads).items()}
     save(out, "rational.safetensors", tensors, {"groups": str(groups)})
 
 

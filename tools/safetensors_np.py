@@ -1,7 +1,8 @@
 """Minimal safetensors reader/writer on numpy (the `safetensors` package is not needed).
 
 Format: an 8-byte little-endian u64 header length N, N bytes of JSON header
-{"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, "__metadata__": {str: str}},
+{"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]},
+ "__metadata__": {str: str}},
 then the data buffer; offsets are relative to the start of the data buffer.
 
     tensors, metadata = load("model.safetensors")

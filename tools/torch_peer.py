@@ -1,7 +1,8 @@
 """PyTorch peer for kat's benchmarks: the same models and training step, timed in PyTorch.
 
-    /usr/bin/python3 tools/torch_peer.py train --arch kat_fmnist --batch 128 --threads 2 --steps 20 --warmup 3
-    /usr/bin/python3 tools/torch_peer.py infer --config-json runs/x/config.json --batch 256 --steps 20
+    /usr/bin/python3 tools/torch_peer.py train --arch kat_fmnist --batch 128 --threads 2 \
+        --steps 20 --warmup 3
+    /usr/bin/python3 tools/torch_peer.py infer --config-json runs/x/config.json --batch 256
 
 train: W warm-up steps, then N timed steps of forward + cross-entropy (label smoothing 0.1) +
 backward + grad-norm clip 1.0 + AdamW (lr 1e-3, wd 0.05 on weight matrices only, as kat does).

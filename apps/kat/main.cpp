@@ -1,8 +1,11 @@
 // The `kat` command: parses flags and calls the library. Every failure is one line on stderr
 // starting with "kat: error:" and a non-zero exit status.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -382,6 +385,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kat::use_short_openmp_spin(argv);
   try {
     return run(argc, argv);
   } catch (const kat::Error& e) {

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "kat/kernels.h"
+#include "vec_math.h"
 
 namespace kat {
 
@@ -25,13 +26,16 @@ void attention_forward(float* out, float* probs, const float* qkv, int64_t B, in
     for (int64_t i = 0; i < T; i++) {
       float* row = p + i * T;
       float m = row[0];
+#pragma omp simd reduction(max : m)
       for (int64_t j = 1; j < T; j++) m = std::max(m, row[j]);
       float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
       for (int64_t j = 0; j < T; j++) {
-        row[j] = std::exp(row[j] - m);
+        row[j] = exp_approx(row[j] - m);
         sum += row[j];
       }
       const float inv = 1.0f / sum;
+#pragma omp simd
       for (int64_t j = 0; j < T; j++) row[j] *= inv;
     }
     gemm(false, false, T, hd, T, 1.0f, p, T, v, C3, 0.0f, out + b * T * C + h * hd, C);  // P v
@@ -60,7 +64,9 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
       const float* pr = p + i * T;
       float* dr = dp + i * T;
       float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
       for (int64_t j = 0; j < T; j++) dot += pr[j] * dr[j];
+#pragma omp simd
       for (int64_t j = 0; j < T; j++) dr[j] = pr[j] * (dr[j] - dot);
     }
     gemm(false, false, T, hd, T, scale, dp, T, k, C3, 1.0f, dq, C3);  // dQ += tau dS K

@@ -60,54 +60,68 @@ void rational_backward(float* dx, float* dnum, float* dden, const float* dy, con
   check_groups(C, groups);
   const int64_t cpg = C / groups;
   constexpr int kPartials = kRationalNum + kRationalDen;
-  const std::vector<double> total = parallel_sum<double>(groups * kPartials, [&](double* acc) {
+  constexpr int kFlushRows = 32;  // float partials cover at most this many rows, then go to double
+  // |b| per channel, so one vector loop covers a whole row whatever the group size.
+  std::vector<float> absb(static_cast<size_t>(kRationalDen * C));
+  for (int i = 0; i < kRationalDen; i++)
+    for (int64_t c = 0; c < C; c++) absb[i * C + c] = std::fabs(den[(c / cpg) * kRationalDen + i]);
+  const float a0 = num[0], a1 = num[1], a2 = num[2], a3 = num[3], a4 = num[4], a5 = num[5];
+  // Per thread and channel: sum dy x^i / Q (i < 6), then sum -dy F / Q |x|^i (i = 1..4).
+  const std::vector<double> sums = parallel_sum<double>(kPartials * C, [&](double* acc) {
+    std::vector<float> part(static_cast<size_t>(kPartials * C), 0.0f);
+    int rows = 0;
+    auto flush = [&] {
+      for (int64_t i = 0; i < kPartials * C; i++) acc[i] += part[i], part[i] = 0.0f;
+      rows = 0;
+    };
+    const float* b0 = absb.data();
+    const float *b1 = b0 + C, *b2 = b1 + C, *b3 = b2 + C;
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < R; r++) {
-      for (int g = 0; g < groups; g++) {
-        const GroupCoefs k = group_coefs(num, den, g);
-        const float* xr = x + r * C + g * cpg;
-        const float* dyr = dy + r * C + g * cpg;
-        float* dxr = dx + r * C + g * cpg;
-        float s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0;  // sum dy x^i / Q
-        float t1 = 0, t2 = 0, t3 = 0, t4 = 0;                  // sum -dy F / Q |x|^i
-#pragma omp simd reduction(+ : s0, s1, s2, s3, s4, s5, t1, t2, t3, t4)
-        for (int64_t c = 0; c < cpg; c++) {
-          const float v = xr[c], av = std::fabs(v);
-          const float sg = v < 0.0f ? -1.0f : 1.0f;  // sign(0) = +1, as upstream
-          const float p = k.a[0] + v * (k.a[1] + v * (k.a[2] + v * (k.a[3] + v * (k.a[4] + v * k.a[5]))));
-          const float dp = k.a[1] + v * (2.0f * k.a[2] + v * (3.0f * k.a[3] + v * (4.0f * k.a[4] + v * 5.0f * k.a[5])));
-          const float q = 1.0f + av * (k.b[0] + av * (k.b[1] + av * (k.b[2] + av * k.b[3])));
-          const float dq = sg * (k.b[0] + av * (2.0f * k.b[1] + av * (3.0f * k.b[2] + av * 4.0f * k.b[3])));
-          const float iq = 1.0f / q;
-          const float f = p * iq;
-          const float g_ = dyr[c] * iq;  // dy / Q
-          dxr[c] += g_ * (dp - f * dq);
-          const float v2 = v * v, v3 = v2 * v;
-          s0 += g_;
-          s1 += g_ * v;
-          s2 += g_ * v2;
-          s3 += g_ * v3;
-          s4 += g_ * v2 * v2;
-          s5 += g_ * v2 * v3;
-          const float h = -g_ * f;  // -dy P / Q^2
-          const float a2 = av * av;
-          t1 += h * av;
-          t2 += h * a2;
-          t3 += h * a2 * av;
-          t4 += h * a2 * a2;
-        }
-        double* ag = acc + g * kPartials;
-        ag[0] += s0, ag[1] += s1, ag[2] += s2, ag[3] += s3, ag[4] += s4, ag[5] += s5;
-        ag[6] += t1, ag[7] += t2, ag[8] += t3, ag[9] += t4;
+      const float* xr = x + r * C;
+      const float* dyr = dy + r * C;
+      float* dxr = dx + r * C;
+      float* s0 = part.data();
+      float *s1 = s0 + C, *s2 = s1 + C, *s3 = s2 + C, *s4 = s3 + C, *s5 = s4 + C;
+      float *t1 = s5 + C, *t2 = t1 + C, *t3 = t2 + C, *t4 = t3 + C;
+#pragma omp simd
+      for (int64_t c = 0; c < C; c++) {
+        const float v = xr[c], av = std::fabs(v);
+        const float sg = v < 0.0f ? -1.0f : 1.0f;  // sign(0) = +1, as upstream
+        const float p = a0 + v * (a1 + v * (a2 + v * (a3 + v * (a4 + v * a5))));
+        const float dp = a1 + v * (2.0f * a2 + v * (3.0f * a3 + v * (4.0f * a4 + v * 5.0f * a5)));
+        const float q = 1.0f + av * (b0[c] + av * (b1[c] + av * (b2[c] + av * b3[c])));
+        const float dq = sg * (b0[c] + av * (2.0f * b1[c] + av * (3.0f * b2[c] + av * 4.0f * b3[c])));
+        const float iq = 1.0f / q;
+        const float f = p * iq;
+        const float g = dyr[c] * iq;  // dy / Q
+        dxr[c] += g * (dp - f * dq);
+        const float v2 = v * v, v3 = v2 * v;
+        s0[c] += g;
+        s1[c] += g * v;
+        s2[c] += g * v2;
+        s3[c] += g * v3;
+        s4[c] += g * v2 * v2;
+        s5[c] += g * v2 * v3;
+        const float h = -g * f;  // -dy P / Q^2
+        const float av2 = av * av;
+        t1[c] += h * av;
+        t2[c] += h * av2;
+        t3[c] += h * av2 * av;
+        t4[c] += h * av2 * av2;
       }
+      if (++rows == kFlushRows) flush();
     }
+    flush();
   });
   for (int g = 0; g < groups; g++) {
-    const double* tg = total.data() + g * kPartials;
-    for (int i = 0; i < kRationalNum; i++) dnum[i] += static_cast<float>(tg[i]);
+    double total[kPartials] = {};
+    for (int k = 0; k < kPartials; k++)
+      for (int64_t c = g * cpg; c < (g + 1) * cpg; c++) total[k] += sums[k * C + c];
+    for (int i = 0; i < kRationalNum; i++) dnum[i] += static_cast<float>(total[i]);
     for (int i = 0; i < kRationalDen; i++) {
       const float b = den[g * kRationalDen + i];
-      dden[g * kRationalDen + i] += static_cast<float>((b < 0.0f ? -1.0 : 1.0) * tg[6 + i]);
+      dden[g * kRationalDen + i] += static_cast<float>((b < 0.0f ? -1.0 : 1.0) * total[6 + i]);
     }
   }
 }

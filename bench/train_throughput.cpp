@@ -1,0 +1,147 @@
+// Training throughput of kat against PyTorch, same model, batch and threads, run in one go.
+//
+//   build/train_throughput [--config kat_fmnist] [--batch 128] [--threads 2] [--steps 20]
+//                          [--warmup 3] [--runs 5] [--no-torch]
+//
+// Each run times `steps` training steps (forward, label-smoothed cross-entropy, backward, gradient
+// clipping, AdamW) of kat in this process, then the same of tools/torch_peer.py (Debian's
+// python3-torch) on the same config.json; runs alternate so drift hits both alike. Prints images/s
+// per run, the medians with their spread, and the ratio kat / PyTorch of the medians.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "kat/config.h"
+#include "kat/error.h"
+#include "kat/files.h"
+#include "kat/model.h"
+#include "kat/optim.h"
+#include "kat/parallel.h"
+#include "kat/rng.h"
+
+namespace {
+
+using namespace kat;
+
+struct Options {
+  std::string config = "kat_fmnist";
+  int batch = 128, threads = 2, steps = 20, warmup = 3, runs = 5;
+  bool torch = true;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Images per second of `steps` kat training steps after `warmup` untimed ones.
+double kat_images_per_s(const ModelConfig& c, const Options& o) {
+  VisionTransformer model(c);
+  model.init(0);
+  AdamW opt(model.params(), AdamWConfig{});
+  const int64_t per = static_cast<int64_t>(c.in_chans) * c.img_size * c.img_size;
+  std::vector<float> images(o.batch * per);
+  std::vector<int32_t> labels(o.batch);
+  Rng rng(1);
+  for (float& x : images) x = rng.normal();
+  for (int32_t& y : labels) y = static_cast<int32_t>(rng.below(c.num_classes));
+  auto step = [&] {
+    model.params().zero_grad();
+    model.forward(images.data(), labels.data(), o.batch, true, 0.1f, 0);
+    model.backward();
+    clip_grad_norm(model.params(), 1.0f);
+    opt.step(1e-3f);
+  };
+  for (int i = 0; i < o.warmup; i++) step();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < o.steps; i++) step();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return o.batch * o.steps / s;
+}
+
+double torch_images_per_s(const std::string& config_path, const Options& o) {
+  const std::string cmd = "/usr/bin/python3 " KAT_TOOLS_DIR "/torch_peer.py train --config-json " +
+                          config_path + " --batch " + std::to_string(o.batch) + " --threads " +
+                          std::to_string(o.threads) + " --steps " + std::to_string(o.steps) +
+                          " --warmup " + std::to_string(o.warmup);
+  FILE* p = popen(cmd.c_str(), "r");
+  check(p != nullptr, "cannot run ", cmd);
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  check(pclose(p) == 0, "the PyTorch peer failed (is python3-torch installed? scripts/setup --tools)",
+        ":\n", out);
+  const auto line = out.substr(out.rfind('{'));
+  return nlohmann::json::parse(line).at("images_per_s").get<double>();
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; i++) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      check(i + 1 < argc, a, " needs a value");
+      return argv[++i];
+    };
+    if (a == "--config") o.config = value();
+    else if (a == "--batch") o.batch = std::stoi(value());
+    else if (a == "--threads") o.threads = std::stoi(value());
+    else if (a == "--steps") o.steps = std::stoi(value());
+    else if (a == "--warmup") o.warmup = std::stoi(value());
+    else if (a == "--runs") o.runs = std::stoi(value());
+    else if (a == "--no-torch") o.torch = false;
+    else fail("unknown option ", a, " (see the comment at the top of bench/train_throughput.cpp)");
+  }
+  return o;
+}
+
+int run(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  set_num_threads(o.threads);
+  const ModelConfig c = resolve_config(o.config);
+  const std::string config_path = "/tmp/kat-bench-config-" + std::to_string(::getpid()) + ".json";
+  write_file_atomic(config_path, config_to_json(c));
+  std::printf("training throughput, %s, batch %d, %d threads, %d timed steps per run\n",
+              c.architecture.c_str(), o.batch, o.threads, o.steps);
+  std::printf("%4s %14s %14s %8s\n", "run", "kat img/s", "torch img/s", "ratio");
+  std::vector<double> ks, ts, rs;
+  for (int r = 0; r < o.runs; r++) {
+    ks.push_back(kat_images_per_s(c, o));
+    if (o.torch) {
+      ts.push_back(torch_images_per_s(config_path, o));
+      rs.push_back(ks.back() / ts.back());
+      std::printf("%4d %14.1f %14.1f %7.2fx\n", r + 1, ks.back(), ts.back(), rs.back());
+    } else {
+      std::printf("%4d %14.1f\n", r + 1, ks.back());
+    }
+    std::fflush(stdout);
+  }
+  std::remove(config_path.c_str());
+  const auto [kmin, kmax] = std::minmax_element(ks.begin(), ks.end());
+  std::printf("kat   median %.1f img/s (min %.1f, max %.1f)\n", median(ks), *kmin, *kmax);
+  if (o.torch) {
+    const auto [tmin, tmax] = std::minmax_element(ts.begin(), ts.end());
+    const auto [rmin, rmax] = std::minmax_element(rs.begin(), rs.end());
+    std::printf("torch median %.1f img/s (min %.1f, max %.1f)\n", median(ts), *tmin, *tmax);
+    std::printf("ratio kat/torch: median %.2fx (min %.2fx, max %.2fx)\n", median(rs), *rmin, *rmax);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  kat::use_short_openmp_spin(argv);  // as the kat command runs
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "train_throughput: error: %s\n", e.what());
+    return 1;
+  }
+}
