@@ -55,10 +55,11 @@ class SafetensorsFile {
 struct TensorRef {
   std::string name;
   std::vector<int64_t> shape;
-  const float* data;  // float32, numel(shape) values
+  const void* data;  // numel(shape) values of `dtype`
+  DType dtype = DType::F32;
 };
 
-// Writes float32 tensors (header keys sorted, 8-byte aligned header as the Python library does),
+// Writes tensors (header keys sorted, 8-byte aligned header as the Python library does),
 // atomically: a temporary file in the same directory, then rename over `path`.
 void save_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
                       const std::map<std::string, std::string>& metadata = {});

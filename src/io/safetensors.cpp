@@ -244,8 +244,11 @@ void save_safetensors(const std::string& path, const std::vector<TensorRef>& ten
     const TensorRef& t = *sorted[i];
     check(t.name != "__metadata__", path, ": '__metadata__' is not a tensor name");
     check(i == 0 || sorted[i - 1]->name != t.name, path, ": tensor '", t.name, "' given twice");
-    const uint64_t bytes = static_cast<uint64_t>(element_count(t.shape, t.name)) * 4;
-    header[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
+    const uint64_t bytes = static_cast<uint64_t>(element_count(t.shape, t.name)) *
+                           static_cast<uint64_t>(dtype_info(t.dtype).bytes);
+    header[t.name] = {{"dtype", dtype_name(t.dtype)},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   std::string text = header.dump();
@@ -256,8 +259,9 @@ void save_safetensors(const std::string& path, const std::vector<TensorRef>& ten
   out += text;
   out.reserve(out.size() + offset);
   for (const TensorRef* t : sorted) {
-    const uint64_t bytes = static_cast<uint64_t>(element_count(t->shape, t->name)) * 4;
-    out.append(reinterpret_cast<const char*>(t->data), bytes);
+    const uint64_t bytes = static_cast<uint64_t>(element_count(t->shape, t->name)) *
+                           static_cast<uint64_t>(dtype_info(t->dtype).bytes);
+    out.append(static_cast<const char*>(t->data), bytes);
   }
   write_file_atomic(path, out);
 }
