@@ -102,6 +102,7 @@ def main() -> None:
         "torch": torch.__version__,
         "images_per_s": args.batch * len(times) / (sum(times) / 1e3),
         "step_ms_median": statistics.median(times),
+        "step_ms_min": min(times),
         "step_ms": [round(t, 3) for t in times],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "loadavg_1m_before": load_before,
