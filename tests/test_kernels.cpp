@@ -8,6 +8,7 @@
 #include "kat/error.h"
 #include "kat/grkan.h"
 #include "kat/kernels.h"
+#include "kernels/cpu/vec_math.h"
 #include "kat/parallel.h"
 
 namespace kat {
@@ -236,6 +237,24 @@ TEST(SoftmaxXent, LossAndGradient) {
   }
   softmax_xent_backward(dz.data(), probs.data(), labels, B, V, eps, 1.0f / B);
   expect_gradient(loss, z, dz, "dlogits", 1e-2f, 1e-4, 1e-2);
+}
+
+}  // namespace
+}  // namespace kat
+
+namespace kat {
+namespace {
+
+TEST(VecMath, ExpApproxIsWithinItsStatedError) {
+  double worst = 0;
+  for (float x = -87.0f; x <= 88.0f; x += 0.00137f) {
+    const double exact = std::exp(static_cast<double>(x));
+    worst = std::max(worst, std::fabs(exp_approx(x) - exact) / exact);
+  }
+  EXPECT_LT(worst, 3e-7);
+  EXPECT_EQ(exp_approx(0.0f), 1.0f);
+  EXPECT_GT(exp_approx(-1000.0f), 0.0f);  // clamped: tiny, never 0 or NaN
+  EXPECT_LT(exp_approx(-1000.0f), 1e-37f);
 }
 
 }  // namespace

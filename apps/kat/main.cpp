@@ -61,7 +61,8 @@ config.json, plus optimizer.safetensors and trainer_state.json for --resume).
   --weight-decay X       decoupled weight decay on weight matrices          [0.05]
   --label-smoothing X    label smoothing                                    [0.1]
   --clip X               gradient-norm clipping, 0 to disable               [1.0]
-  --augment SPEC         none | shift | flip | shift,flip | auto            [auto]
+  --augment SPEC         none | shift | flip | shift,flip                   [auto]
+                         auto: flip on Fashion-MNIST (mirror-symmetric classes), else none
   --drop-path X          stochastic depth rate (linear over depth)          [0]
   --dropout X            dropout on the residual branches                   [0]
   --threads N            threads (0: all cores)                             [0]

@@ -20,8 +20,8 @@ struct TrainOptions {
   int batch = 128;
   float lr = 2e-3f, min_lr = 1e-5f, warmup_epochs = 1.0f;
   float weight_decay = 0.05f, label_smoothing = 0.1f, clip = 1.0f;
-  std::string augment = "auto";  // none | shift | flip | shift,flip | auto (shift, + flip on
-                                 // Fashion-MNIST, whose classes are mirror-symmetric)
+  std::string augment = "auto";  // none | shift | flip | shift,flip | auto (flip on
+                                 // Fashion-MNIST, whose classes are mirror-symmetric; else none)
   int threads = 0;
   uint64_t seed = 0;
   std::string out_dir;    // empty: runs/<architecture>-<timestamp>

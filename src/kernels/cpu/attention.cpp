@@ -28,12 +28,11 @@ void attention_forward(float* out, float* probs, const float* qkv, int64_t B, in
       float m = row[0];
 #pragma omp simd reduction(max : m)
       for (int64_t j = 1; j < T; j++) m = std::max(m, row[j]);
+#pragma omp simd
+      for (int64_t j = 0; j < T; j++) row[j] = exp_approx(row[j] - m);
       float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-      for (int64_t j = 0; j < T; j++) {
-        row[j] = exp_approx(row[j] - m);
-        sum += row[j];
-      }
+      for (int64_t j = 0; j < T; j++) sum += row[j];
       const float inv = 1.0f / sum;
 #pragma omp simd
       for (int64_t j = 0; j < T; j++) row[j] *= inv;
