@@ -259,3 +259,47 @@ TEST(VecMath, ExpApproxIsWithinItsStatedError) {
 
 }  // namespace
 }  // namespace kat
+
+namespace kat {
+namespace {
+
+TEST(VecMath, ErfApproxIsWithinItsStatedError) {
+  double worst = 0;
+  for (float x = -6.0f; x <= 6.0f; x += 0.000731f)
+    worst = std::max(worst, std::fabs(erf_approx(x) - std::erf(static_cast<double>(x))));
+  EXPECT_LT(worst, 1e-6);
+}
+
+// Overwriting (accumulate = false) must give exactly what accumulating into zeros gives, whatever
+// the buffer held before: here NaN, which any read of the old contents would spread.
+TEST(Backward, OverwriteModeEqualsAccumulatingIntoZeros) {
+  const int64_t R = 6, C = 16, O = 8, T = 3, H = 2, B = 2;
+  const auto x = testing::randn(R * C, 1), dy = testing::randn(R * C, 2);
+  const auto w = testing::randn(O * C, 3), dyo = testing::randn(R * O, 4);
+  const auto num = testing::randn(6, 5, 0.3f), den = testing::randn(4 * 4, 6, 0.3f);
+  const float nan = std::nanf("");
+  auto both = [&](const char* what, int64_t n, const std::function<void(float*, bool)>& run) {
+    std::vector<float> acc(n, 0.0f), over(n, nan);
+    run(acc.data(), true);
+    run(over.data(), false);
+    for (int64_t i = 0; i < n; i++) ASSERT_EQ(acc[i], over[i]) << what << "[" << i << "]";
+  };
+  std::vector<float> dw(O * C), dnum(6), dden(16);
+  both("linear", R * C, [&](float* dx, bool a) {
+    linear_backward(dx, dw.data(), nullptr, dyo.data(), x.data(), w.data(), R, C, O, a);
+  });
+  both("gelu", R * C, [&](float* dx, bool a) { gelu_backward(dx, dy.data(), x.data(), R * C, a); });
+  both("rational", R * C, [&](float* dx, bool a) {
+    rational_backward(dx, dnum.data(), dden.data(), dy.data(), x.data(), num.data(), den.data(), R,
+                      C, 4, a);
+  });
+  const auto qkv = testing::randn(B * T * 3 * C, 7), dout = testing::randn(B * T * C, 8);
+  std::vector<float> probs(B * H * T * T), out(B * T * C), scratch(num_threads() * T * T);
+  attention_forward(out.data(), probs.data(), qkv.data(), B, T, C, H);
+  both("attention", B * T * 3 * C, [&](float* dqkv, bool a) {
+    attention_backward(dqkv, scratch.data(), dout.data(), qkv.data(), probs.data(), B, T, C, H, a);
+  });
+}
+
+}  // namespace
+}  // namespace kat

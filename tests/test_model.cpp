@@ -68,6 +68,22 @@ TEST(ModelGradients, KatWithDropoutAndDropPath) {
   check_model_gradients(c, true);
 }
 
+TEST(ModelGradients, KatWithAveragePooling) {
+  ModelConfig c = tiny(Ffn::Kan);
+  c.global_pool = "avg";
+  check_model_gradients(c, false);
+}
+
+TEST(Model, AveragePoolingUsesFcNormAsTimmDoes) {
+  ModelConfig c = tiny(Ffn::Kan);
+  c.global_pool = "avg";
+  VisionTransformer m(c);
+  EXPECT_GE(m.params().find("fc_norm.weight"), 0);
+  EXPECT_LT(m.params().find("norm.weight"), 0);
+  c.global_pool = "max";
+  EXPECT_THROW(VisionTransformer{c}, Error);
+}
+
 TEST(Model, ParameterNamesAreTimms) {
   VisionTransformer m(tiny(Ffn::Kan));
   const Params& p = m.params();

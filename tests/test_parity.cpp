@@ -77,6 +77,9 @@ void check_model_fixture(const std::string& file) {
 
 TEST(Parity, KatModelMatchesPyTorch) { check_model_fixture("kat_tiny_model.safetensors"); }
 TEST(Parity, VitModelMatchesPyTorch) { check_model_fixture("vit_tiny_model.safetensors"); }
+TEST(Parity, KatWithAveragePoolingMatchesPyTorch) {
+  check_model_fixture("kat_avg_model.safetensors");
+}
 
 // Logits of a checkpoint on uint8 pixels, normalised with the checkpoint's mean/std.
 std::vector<float> checkpoint_logits(VisionTransformer& m, const std::vector<int64_t>& pixels) {

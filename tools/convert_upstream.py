@@ -7,7 +7,8 @@
 "state_dict_ema" (the first present, or --key), possibly with "module." prefixes (DDP, EMA). The
 model is inferred from tensor shapes: embed_dim, patch_size and in_chans from
 patch_embed.proj.weight, depth from the blocks, img_size from pos_embed, num_classes from
-head.weight, mlp_ratio from fc1, KAT vs ViT and rational_groups from mlp.act1.weight_denominator.
+head.weight, mlp_ratio from fc1, KAT vs ViT and rational_groups from mlp.act1.weight_denominator,
+global_pool "avg" when there are fc_norm.* tensors and no norm.* (timm's layout), else "token".
 num_heads cannot be seen in the weights: it comes from --heads or from the architecture name
 (given by --arch, or inferred for the upstream {kat,vit}_{tiny,small,base}_patch16_224 shapes).
 Writes DIR/model.safetensors (timm names, float32) and DIR/config.json (mean/std of the named
@@ -86,6 +87,9 @@ def infer_config(sd: dict[str, torch.Tensor], arch: str | None,
         rational_groups=sd["blocks.0.mlp.act1.weight_denominator"].shape[0] if kan else 8,
         mean=list(kat_torch.IMAGENET_MEAN) if in_chans == 3 else [0.5] * in_chans,
         std=list(kat_torch.IMAGENET_STD) if in_chans == 3 else [0.5] * in_chans)
+    has_fc_norm = any(k.startswith("fc_norm.") for k in sd)
+    has_norm = any(k.startswith("norm.") for k in sd)
+    c.global_pool = "avg" if has_fc_norm and not has_norm else "token"
     c.architecture = arch or upstream_name(c.ffn, c) or ""
     if not c.architecture:
         raise ValueError("these shapes are not an upstream *_patch16_224 model: name it with "
@@ -118,14 +122,15 @@ def pth_to_dir(src: str, out_dir: str, arch: str | None, heads: int | None,
     if unknown:
         raise ValueError(f"{len(unknown)} tensor(s) kat's {c.architecture} does not have: "
                          f"{unknown[:10]}{' ...' if len(unknown) > 10 else ''} (layer scale, "
-                         "fc_norm, register tokens and other timm options are not supported)")
+                         "norm and fc_norm together, register tokens and other timm options are not supported)")
     kat_torch.load_state_numpy(model, {k: v.numpy() for k, v in sd.items()}, src)
     kat_torch.save_checkpoint(out_dir, model, c)
     kat_torch.load_checkpoint(out_dir)  # what was written loads strictly
     n = sum(v.numel() for v in sd.values())
     print(f"wrote {out_dir}: {c.architecture}, {len(sd)} tensors, {n / 1e6:.2f}M parameters, "
           f"d={c.embed_dim} depth={c.depth} heads={c.num_heads} patch={c.patch_size} "
-          f"img={c.img_size} in_chans={c.in_chans} classes={c.num_classes} ffn={c.ffn}"
+          f"img={c.img_size} in_chans={c.in_chans} classes={c.num_classes} ffn={c.ffn} "
+          f"global_pool={c.global_pool}"
           + (f" groups={c.rational_groups}" if c.ffn == "kan" else ""))
 
 

@@ -185,18 +185,25 @@ class PatchEmbed(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    """ViT / KAT classifier with class-token pooling; names as timm's VisionTransformer.
+    """ViT / KAT classifier; names as timm's VisionTransformer.
 
     Input [B, in_chans, img, img] (already normalised) -> logits [B, num_classes].
     ffn: "kan" (KAT) or "mlp" (ViT). act_init None builds a KAT whose rationals will be loaded.
+    global_pool, as timm's: "token" = norm (LayerNorm over every token) -> class token -> head;
+    "avg" = no norm (Identity), mean of the patch tokens x[:, 1:] (the class token stays in the
+    sequence but is left out of the mean) -> fc_norm (LayerNorm) -> head. So a "token" model has
+    norm.weight/bias and no fc_norm.*, an "avg" model fc_norm.weight/bias and no norm.*.
     No dropout / drop-path: this is the eval-mode network.
     """
 
     def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int, depth: int,
                  num_heads: int, mlp_ratio: float, num_classes: int, ffn: str = "kan",
                  rational_groups: int = 8, act_init: str | None = "swish",
-                 layernorm_eps: float = 1e-6):
+                 layernorm_eps: float = 1e-6, global_pool: str = "token"):
         super().__init__()
+        if global_pool not in ("token", "avg"):
+            raise ValueError(f'global_pool must be "token" or "avg", not "{global_pool}"')
+        self.global_pool = global_pool
         if img_size % patch_size != 0:
             raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
         if ffn not in ("kan", "mlp"):
@@ -215,7 +222,9 @@ class VisionTransformer(nn.Module):
         self.blocks = nn.Sequential(
             *[Block(embed_dim, num_heads, ffn_module(), layernorm_eps) for _ in range(depth)]
         )
-        self.norm = nn.LayerNorm(embed_dim, eps=layernorm_eps)
+        use_fc_norm = global_pool == "avg"  # timm: fc_norm=None means global_pool == "avg"
+        self.norm = nn.Identity() if use_fc_norm else nn.LayerNorm(embed_dim, eps=layernorm_eps)
+        self.fc_norm = nn.LayerNorm(embed_dim, eps=layernorm_eps) if use_fc_norm else nn.Identity()
         self.head = nn.Linear(embed_dim, num_classes)
         self._init_weights()
 
@@ -232,7 +241,8 @@ class VisionTransformer(nn.Module):
         x = self.patch_embed(x)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
         x = self.norm(self.blocks(x))
-        return self.head(x[:, 0])
+        x = x[:, 1:].mean(dim=1) if self.global_pool == "avg" else x[:, 0]
+        return self.head(self.fc_norm(x))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,6 +268,7 @@ class ModelConfig:
     mean: list[float] = field(default_factory=lambda: [0.2860])
     std: list[float] = field(default_factory=lambda: [0.3530])
     layernorm_eps: float = 1e-6
+    global_pool: str = "token"  # "token" (class token, final norm) or "avg" (patch mean, fc_norm)
     drop_rate: float = 0.0
     drop_path_rate: float = 0.0
     class_names: list[str] = field(default_factory=list)
@@ -310,7 +321,7 @@ def config_from_dict(cfg: dict) -> ModelConfig:
         m = cfg["model_args"]
         _check_keys(m, {"img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads",
                         "mlp_ratio", "num_classes", "rational_groups", "act_init", "qkv_bias",
-                        "drop_rate", "drop_path_rate"}, "model_args")
+                        "drop_rate", "drop_path_rate", "global_pool"}, "model_args")
         if m.get("qkv_bias", True) is not True:
             raise ValueError("config.json: qkv_bias=false is not supported")
         for key in ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads",
@@ -321,6 +332,7 @@ def config_from_dict(cfg: dict) -> ModelConfig:
             if key in m:
                 setattr(c, key, float(m[key]))
         c.act_init = m.get("act_init", c.act_init)
+        c.global_pool = m.get("global_pool", c.global_pool)
         if "pretrained_cfg" not in cfg:
             c.mean, c.std = [0.5] * c.in_chans, [0.5] * c.in_chans
     if "num_classes" in cfg:
@@ -342,6 +354,13 @@ def config_from_dict(cfg: dict) -> ModelConfig:
     else:
         raise ValueError(f"config.json: cannot tell KAT from ViT: architecture '{arch}' starts "
                          "with neither kat_ nor vit_ and there is no kat.ffn")
+    if c.global_pool not in ("token", "avg"):
+        raise ValueError(f'config.json: model_args.global_pool must be "token" or "avg", not '
+                         f'"{c.global_pool}"')
+    top = cfg.get("global_pool")
+    if top in ("token", "avg") and top != c.global_pool:
+        raise ValueError(f'config.json: global_pool "{top}" contradicts model_args.global_pool '
+                         f'"{c.global_pool}" (absent means "token")')
     if c.ffn not in ("kan", "mlp"):
         raise ValueError(f'config.json: kat.ffn must be "kan" or "mlp", not "{c.ffn}"')
     if len(c.mean) != c.in_chans or len(c.std) != c.in_chans:
@@ -357,6 +376,8 @@ def config_to_dict(c: ModelConfig) -> dict:
             "mlp_ratio": float(c.mlp_ratio), "num_classes": c.num_classes}
     if c.ffn == "kan":
         args["rational_groups"] = c.rational_groups
+    if c.global_pool != "token":
+        args["global_pool"] = c.global_pool
     if c.drop_rate > 0:
         args["drop_rate"] = c.drop_rate
     if c.drop_path_rate > 0:
@@ -372,7 +393,7 @@ def config_to_dict(c: ModelConfig) -> dict:
         "architecture": c.architecture,
         "num_classes": c.num_classes,
         "num_features": c.embed_dim,
-        "global_pool": "token",
+        "global_pool": c.global_pool,
         "model_args": args,
         "pretrained_cfg": {"input_size": [c.in_chans, c.img_size, c.img_size],
                            "mean": c.mean, "std": c.std, "num_classes": c.num_classes},
@@ -396,7 +417,7 @@ def model_from_config(cfg: dict | ModelConfig, weights_follow: bool = False) -> 
     model = VisionTransformer(c.img_size, c.patch_size, c.in_chans, c.embed_dim, c.depth,
                               c.num_heads, c.mlp_ratio, c.num_classes, ffn=c.ffn,
                               rational_groups=c.rational_groups, act_init=act,
-                              layernorm_eps=c.layernorm_eps)
+                              layernorm_eps=c.layernorm_eps, global_pool=c.global_pool)
     model.config = c
     return model
 

@@ -10,6 +10,7 @@ Files:
   rational.safetensors              GR-KAN forward/backward on [4, 32], groups 4
   kat_tiny_model.safetensors        tiny KAT: parameters, input, labels, logits, loss, grad.<name>
   vit_tiny_model.safetensors        the same for the ViT (GELU MLP) variant
+  kat_avg_model.safetensors         the tiny KAT with global_pool "avg" (fc_norm.*, no norm.*)
   torch_checkpoint/                 checkpoint directory written by kat_torch.save_checkpoint
   torch_checkpoint_io.safetensors   uint8 pixels and the logits of that checkpoint on them
 
@@ -118,7 +119,7 @@ def randomize(model: torch.nn.Module, gen: torch.Generator) -> None:
             elif name.endswith("weight_denominator"):
                 d = 0.2 * r
                 p.add_(torch.where(d.abs() < 0.01, torch.full_like(d, -0.03), d))
-            elif ".norm" in name or name.startswith("norm."):
+            elif ".norm" in name or name.startswith(("norm.", "fc_norm.")):
                 p.copy_(1.0 + 0.1 * r if name.endswith("weight") else 0.1 * r)
             elif name.endswith("bias"):
                 p.copy_(0.1 * r)
@@ -126,16 +127,18 @@ def randomize(model: torch.nn.Module, gen: torch.Generator) -> None:
                 p.copy_(0.2 * r)
 
 
-def tiny_config(ffn: str) -> kat_torch.ModelConfig:
+def tiny_config(ffn: str, global_pool: str = "token") -> kat_torch.ModelConfig:
     return kat_torch.ModelConfig(
         architecture=f"{'kat' if ffn == 'kan' else 'vit'}_fixture", img_size=8, patch_size=4,
         in_chans=2, embed_dim=16, depth=2, num_heads=2, mlp_ratio=2.0, num_classes=5,
-        rational_groups=4, ffn=ffn, act_init="swish", mean=[0.5, 0.5], std=[0.5, 0.5])
+        rational_groups=4, ffn=ffn, act_init="swish", mean=[0.5, 0.5], std=[0.5, 0.5],
+        global_pool=global_pool)
 
 
-def write_model(out: str, ffn: str, seed: int) -> None:
+def write_model(out: str, ffn: str, seed: int, global_pool: str = "token",
+                name: str | None = None) -> None:
     gen = torch.Generator().manual_seed(seed)
-    cfg = tiny_config(ffn)
+    cfg = tiny_config(ffn, global_pool)
     model = kat_torch.model_from_config(cfg)
     randomize(model, gen)
     model = model.double()
@@ -153,7 +156,7 @@ def write_model(out: str, ffn: str, seed: int) -> None:
     tensors |= {"input": f32(x), "labels": labels.numpy().astype(np.int64),
                 "logits": f32(logits), "loss": f32(loss)}
     config_text = json.dumps(kat_torch.config_to_dict(cfg), indent=2) + "\n"
-    name = f"{'kat' if ffn == 'kan' else 'vit'}_tiny_model.safetensors"
+    name = name or f"{'kat' if ffn == 'kan' else 'vit'}_tiny_model.safetensors"
     save(out, name, tensors, {"config": config_text, "smoothing": str(SMOOTHING)})
 
 
@@ -207,6 +210,8 @@ def main() -> None:
     write_model(out, "kan", seed=2)
     write_model(out, "mlp", seed=2)
     write_checkpoint(out)
+    # Its own generator (seed 4), written last: the fixtures above do not depend on it.
+    write_model(out, "kan", seed=4, global_pool="avg", name="kat_avg_model.safetensors")
 
 
 if __name__ == "__main__":

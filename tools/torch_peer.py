@@ -7,6 +7,8 @@
 train: W warm-up steps, then N timed steps of forward + cross-entropy (label smoothing 0.1) +
 backward + grad-norm clip 1.0 + AdamW (lr 1e-3, wd 0.05 on weight matrices only, as kat does).
 infer: eval-mode forward under torch.no_grad(). Inputs are one fixed random batch.
+--config-json builds the model the config describes, model_args.global_pool ("token" / "avg")
+included.
 The GR-KAN rational is composed PyTorch tensor ops (kat_torch.rational), as upstream's pure-PyTorch
 path would be. Prints one JSON line:
   {"images_per_s", "step_ms_median", "step_ms": [...], "peak_rss_mb", ...}
@@ -95,6 +97,7 @@ def main() -> None:
     print(json.dumps({
         "mode": args.mode,
         "arch": c.architecture,
+        "global_pool": c.global_pool,
         "batch": args.batch,
         "threads": args.threads,
         "steps": args.steps,

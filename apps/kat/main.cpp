@@ -53,7 +53,7 @@ config.json, plus optimizer.safetensors and trainer_state.json for --resume).
                          kat_fmnist/vit_fmnist adapt image size, channels, classes and
                          mean/std to the data; other configs must match it
   --data DIR             IDX dataset directory       [/usr/share/datasets/fashion-mnist]
-  --epochs N             epochs                                             [10]
+  --epochs N             epochs                                             [12]
   --batch N              batch size                                         [128]
   --lr X                 peak learning rate (AdamW)                         [0.002]
   --min-lr X             final learning rate of the cosine schedule         [1e-5]

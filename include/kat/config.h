@@ -22,6 +22,9 @@ struct ModelConfig {
   std::vector<float> mean{0.2860f}, std{0.3530f};  // per input channel, applied to pixels in [0, 1]
   float layernorm_eps = 1e-6f;
   float drop_rate = 0.0f, drop_path_rate = 0.0f;
+  // timm's global_pool: "token" (the class token, through `norm`) or "avg" (the mean of the patch
+  // tokens, through `fc_norm`; timm then has no `norm`).
+  std::string global_pool = "token";
   std::vector<std::string> class_names;  // optional, for predictions and reports
 
   int grid() const { return img_size / patch_size; }
@@ -30,6 +33,7 @@ struct ModelConfig {
   int hidden() const { return static_cast<int>(embed_dim * mlp_ratio); }
   int head_dim() const { return embed_dim / num_heads; }
   std::string ffn_name() const { return ffn == Ffn::Kan ? "kan" : "mlp"; }
+  bool avg_pool() const { return global_pool == "avg"; }
 };
 
 // Checks every constraint (positive sizes, divisibility by patch, heads and groups, channel counts

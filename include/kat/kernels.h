@@ -1,7 +1,9 @@
 // CPU kernels: plain functions over float arrays, shapes in the argument names (llm.c style).
 // Convention: forward functions overwrite their outputs; backward functions ACCUMULATE (+=) into
 // every gradient they produce (input and parameter gradients alike), so the caller zeroes them once
-// per step and residual branches add up without extra passes.
+// per step and residual branches add up without extra passes. Where a buffer holds one branch's
+// input gradient only, `accumulate = false` overwrites it instead, which saves zeroing it first
+// (parameter gradients always accumulate).
 #pragma once
 
 #include <cstdint>
@@ -18,7 +20,7 @@ void linear_forward(float* y, const float* x, const float* w, const float* b, in
                     int64_t O);
 // dx[R, I] += dy W ; dw[O, I] += dy^T x ; db[O] += sum_r dy.  dx or db may be null.
 void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
-                     const float* w, int64_t R, int64_t I, int64_t O);
+                     const float* w, int64_t R, int64_t I, int64_t O, bool accumulate = true);
 
 // ---- LayerNorm over the last dim C of x[R, C]; saves mean[R], rstd[R] for the backward ------
 void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
@@ -29,7 +31,7 @@ void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const 
 
 // ---- GELU (exact, erf) over n values --------------------------------------------------------
 void gelu_forward(float* y, const float* x, int64_t n);
-void gelu_backward(float* dx, const float* dy, const float* x, int64_t n);
+void gelu_backward(float* dx, const float* dy, const float* x, int64_t n, bool accumulate = true);
 
 // ---- GR-KAN rational over x[R, C], channels split into `groups` contiguous blocks ------------
 // F(x) = P(x) / Q(x), P = sum_i a_i x^i (i < 6, a = num[6] shared by all groups),
@@ -41,7 +43,8 @@ void rational_forward(float* y, const float* x, const float* num, const float* d
 // dx[R, C] += dy * F'(x); dnum[6] += sum dy x^i / Q; dden[groups, 4] += per-group sums of
 // -dy P / Q^2 sign(b) |x|^(i+1).  Coefficient sums run in float per row, in double across rows.
 void rational_backward(float* dx, float* dnum, float* dden, const float* dy, const float* x,
-                       const float* num, const float* den, int64_t R, int64_t C, int groups);
+                       const float* num, const float* den, int64_t R, int64_t C, int groups,
+                       bool accumulate = true);
 // Plain scalar double-precision reference of the same two functions (tests and fitting).
 void rational_forward_ref(double* y, const double* x, const double* num, const double* den,
                           int64_t R, int64_t C, int groups);
@@ -56,7 +59,8 @@ void attention_forward(float* out, float* probs, const float* qkv, int64_t B, in
                        int64_t C, int64_t H);
 // dqkv[B, T, 3C] += ... ; scratch: num_threads() * T * T floats.
 void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
-                        const float* probs, int64_t B, int64_t T, int64_t C, int64_t H);
+                        const float* probs, int64_t B, int64_t T, int64_t C, int64_t H,
+                        bool accumulate = true);
 
 // ---- Softmax cross-entropy with label smoothing over logits[B, V] ---------------------------
 // losses[b] = -(1 - eps) log p[b, y_b] - (eps / V) sum_j log p[b, j]; probs saved.

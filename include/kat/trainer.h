@@ -12,7 +12,7 @@
 
 namespace kat {
 
-constexpr int kDefaultEpochs = 10;
+constexpr int kDefaultEpochs = 12;
 
 struct TrainOptions {
   std::string data_dir;   // empty: default_data_dir()

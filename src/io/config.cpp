@@ -66,6 +66,8 @@ void validate(const ModelConfig& c) {
   for (float s : c.std) check(s > 0, a, ": std values must be positive");
   check(c.drop_rate >= 0 && c.drop_rate < 1 && c.drop_path_rate >= 0 && c.drop_path_rate < 1, a,
         ": drop rates must be in [0, 1)");
+  check(c.global_pool == "token" || c.global_pool == "avg", a, ": global_pool is \"token\" or \"avg\", not \"",
+        c.global_pool, "\"");
   check(c.class_names.empty() || c.class_names.size() == static_cast<size_t>(c.num_classes), a,
         ": class_names has ", c.class_names.size(), " names for ", c.num_classes, " classes");
 }
@@ -97,6 +99,7 @@ ModelConfig named_config(const std::string& name) {
   if (name == "kat_fmnist" || name == "vit_fmnist") {
     ModelConfig c;  // the defaults of ModelConfig are the Fashion-MNIST model
     c.architecture = name;
+    c.global_pool = "avg";  // learns faster than the class token from scratch (docs/results.md)
     c.ffn = name[0] == 'k' ? Ffn::Kan : Ffn::Mlp;
     return c;
   }
@@ -139,7 +142,7 @@ ModelConfig config_from_json(const std::string& text, const std::string& origin)
     const json& m = j["model_args"];
     check_keys(m, {"img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads",
                    "mlp_ratio", "num_classes", "rational_groups", "act_init", "qkv_bias",
-                   "drop_rate", "drop_path_rate"},
+                   "drop_rate", "drop_path_rate", "global_pool"},
                "model_args", origin);
     auto take_int = [&](const char* key, int& dst) {
       if (m.contains(key)) dst = get<int>(m, key, origin);
@@ -158,6 +161,8 @@ ModelConfig config_from_json(const std::string& text, const std::string& origin)
       check(get<bool>(m, "qkv_bias", origin), origin, ": qkv_bias=false is not supported");
     if (m.contains("drop_rate")) c.drop_rate = get<float>(m, "drop_rate", origin);
     if (m.contains("drop_path_rate")) c.drop_path_rate = get<float>(m, "drop_path_rate", origin);
+    if (m.contains("global_pool")) c.global_pool = get<std::string>(m, "global_pool", origin);
+    else if (j.contains("global_pool")) c.global_pool = get<std::string>(j, "global_pool", origin);
     if (!j.contains("pretrained_cfg")) c.mean = c.std = {};
   }
   if (j.contains("num_classes")) {
@@ -214,6 +219,7 @@ std::string config_to_json(const ModelConfig& c) {
   if (c.ffn == Ffn::Kan) args["rational_groups"] = c.rational_groups;
   if (c.drop_rate > 0) args["drop_rate"] = c.drop_rate;
   if (c.drop_path_rate > 0) args["drop_path_rate"] = c.drop_path_rate;
+  if (c.avg_pool()) args["global_pool"] = c.global_pool;
   json k = {{"ffn", c.ffn_name()}};
   if (c.ffn == Ffn::Kan) k["act_init"] = c.act_init;
   if (!c.class_names.empty()) k["class_names"] = c.class_names;
@@ -221,7 +227,7 @@ std::string config_to_json(const ModelConfig& c) {
   json j = {{"architecture", c.architecture},
             {"num_classes", c.num_classes},
             {"num_features", c.embed_dim},
-            {"global_pool", "token"},
+            {"global_pool", c.global_pool},
             {"model_args", args},
             {"pretrained_cfg",
              {{"input_size", {c.in_chans, c.img_size, c.img_size}},

@@ -1,4 +1,5 @@
 // ViT / KAT classifier: forward and backward of the whole network over planned buffers.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -87,8 +88,9 @@ VisionTransformer::VisionTransformer(const ModelConfig& config)
     b.fc2_b = params_.add(pre + "mlp.fc2.bias", {d}, ParamKind::Bias);
     a.blocks.push_back(b);
   }
-  a.norm_w = params_.add("norm.weight", {d}, ParamKind::Norm);
-  a.norm_b = params_.add("norm.bias", {d}, ParamKind::Norm);
+  const std::string final_norm = c.avg_pool() ? "fc_norm" : "norm";  // timm's names
+  a.norm_w = params_.add(final_norm + ".weight", {d}, ParamKind::Norm);
+  a.norm_b = params_.add(final_norm + ".bias", {d}, ParamKind::Norm);
   a.head_w = params_.add("head.weight", {c.num_classes, d}, ParamKind::Weight);
   a.head_b = params_.add("head.bias", {c.num_classes}, ParamKind::Bias);
   params_.allocate();
@@ -272,7 +274,20 @@ float VisionTransformer::forward(const float* images, const int32_t* labels, int
     add_inplace(L.res2, L.res1, BT * d);
     x = L.res2;
   }
-  for (int64_t b = 0; b < B; b++) std::memcpy(a.cls + b * d, x + b * T * d, d * sizeof(float));
+  // Pooling: the class token, or the mean of the patch tokens (LayerNorm is per token, so
+  // normalising before or after taking the class token is the same).
+  if (c.avg_pool()) {
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < B; b++) {
+      float* out = a.cls + b * d;
+      std::fill(out, out + d, 0.0f);
+      for (int64_t t = 1; t < T; t++)
+        for (int64_t k = 0; k < d; k++) out[k] += x[(b * T + t) * d + k];
+      for (int64_t k = 0; k < d; k++) out[k] /= static_cast<float>(T - 1);
+    }
+  } else {
+    for (int64_t b = 0; b < B; b++) std::memcpy(a.cls + b * d, x + b * T * d, d * sizeof(float));
+  }
   layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.cls, P.value(a.norm_w), P.value(a.norm_b), B,
                     d, c.layernorm_eps);
   linear_forward(a.logits, a.lnf, P.value(a.head_w), P.value(a.head_b), B, d, V);
@@ -311,7 +326,16 @@ void VisionTransformer::backward() {
   layernorm_backward(a.dcls, P.grad(a.norm_w), P.grad(a.norm_b), a.dlnf, a.cls, a.lnf_mean,
                      a.lnf_rstd, P.value(a.norm_w), B, d);
   zero(a.dres, BT * d);
-  for (int64_t b = 0; b < B; b++) std::memcpy(a.dres + b * T * d, a.dcls + b * d, d * sizeof(float));
+  if (c.avg_pool()) {
+    const float inv = 1.0f / static_cast<float>(T - 1);
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t t = 1; t < T; t++)
+        for (int64_t k = 0; k < d; k++) a.dres[(b * T + t) * d + k] = a.dcls[b * d + k] * inv;
+  } else {
+    for (int64_t b = 0; b < B; b++)
+      std::memcpy(a.dres + b * T * d, a.dcls + b * d, d * sizeof(float));
+  }
 
   // Blocks in reverse. a.dres holds the gradient of the residual stream; each branch's input
   // gradient is accumulated into it by the LayerNorm backward, which turns d(out) into d(in).
@@ -324,24 +348,20 @@ void VisionTransformer::backward() {
       for (int64_t i = 0; i < BT * d; i++) a.dtmp[i] = a.dres[i] * L.mask2[i];
       dbranch = a.dtmp;
     }
-    zero(a.da2, BT * hid);
+    // Each branch buffer below has one writer, which overwrites it (accumulate = false).
     linear_backward(a.da2, P.grad(bp.fc2_w), P.grad(bp.fc2_b), dbranch, L.a2, P.value(bp.fc2_w), BT,
-                    hid, d);
-    zero(a.dh, BT * hid);
+                    hid, d, false);
     if (kan)
       rational_backward(a.dh, P.grad(bp.act2_num), P.grad(bp.act2_den), a.da2, L.h,
-                        P.value(bp.act2_num), P.value(bp.act2_den), BT, hid, groups);
+                        P.value(bp.act2_num), P.value(bp.act2_den), BT, hid, groups, false);
     else
-      gelu_backward(a.dh, a.da2, L.h, BT * hid);
+      gelu_backward(a.dh, a.da2, L.h, BT * hid, false);
     float* dfc1_in = kan ? a.da1 : a.dln;
-    zero(dfc1_in, BT * d);
     linear_backward(dfc1_in, P.grad(bp.fc1_w), P.grad(bp.fc1_b), a.dh, kan ? L.a1 : L.ln2,
-                    P.value(bp.fc1_w), BT, d, hid);
-    if (kan) {
-      zero(a.dln, BT * d);
+                    P.value(bp.fc1_w), BT, d, hid, false);
+    if (kan)
       rational_backward(a.dln, P.grad(bp.act1_num), P.grad(bp.act1_den), a.da1, L.ln2,
-                        P.value(bp.act1_num), P.value(bp.act1_den), BT, d, groups);
-    }
+                        P.value(bp.act1_num), P.value(bp.act1_den), BT, d, groups, false);
     layernorm_backward(a.dres, P.grad(bp.norm2_w), P.grad(bp.norm2_b), a.dln, L.res1, L.ln2_mean,
                        L.ln2_rstd, P.value(bp.norm2_w), BT, d);
 
@@ -350,14 +370,11 @@ void VisionTransformer::backward() {
       for (int64_t i = 0; i < BT * d; i++) a.dtmp[i] = a.dres[i] * L.mask1[i];
       dbranch = a.dtmp;
     }
-    zero(a.datty, BT * d);
     linear_backward(a.datty, P.grad(bp.proj_w), P.grad(bp.proj_b), dbranch, L.atty,
-                    P.value(bp.proj_w), BT, d, d);
-    zero(a.dqkv, BT * 3 * d);
-    attention_backward(a.dqkv, a.scratch, a.datty, L.qkv, L.probs, B, T, d, H);
-    zero(a.dln, BT * d);
+                    P.value(bp.proj_w), BT, d, d, false);
+    attention_backward(a.dqkv, a.scratch, a.datty, L.qkv, L.probs, B, T, d, H, false);
     linear_backward(a.dln, P.grad(bp.qkv_w), P.grad(bp.qkv_b), a.dqkv, L.ln1, P.value(bp.qkv_w), BT,
-                    d, 3 * d);
+                    d, 3 * d, false);
     layernorm_backward(a.dres, P.grad(bp.norm1_w), P.grad(bp.norm1_b), a.dln, x_in, L.ln1_mean,
                        L.ln1_rstd, P.value(bp.norm1_w), BT, d);
   }

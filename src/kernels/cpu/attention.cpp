@@ -42,7 +42,9 @@ void attention_forward(float* out, float* probs, const float* qkv, int64_t B, in
 }
 
 void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
-                        const float* probs, int64_t B, int64_t T, int64_t C, int64_t H) {
+                        const float* probs, int64_t B, int64_t T, int64_t C, int64_t H,
+                        bool accumulate) {
+  const float beta = accumulate ? 1.0f : 0.0f;  // each of dq, dk, dv is written by one GEMM
   const int64_t hd = C / H, C3 = 3 * C;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 #pragma omp parallel for schedule(static)
@@ -57,7 +59,7 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
     const float* p = probs + bh * T * T;
     const float* dO = dout + b * T * C + h * hd;
     float* dp = scratch + omp_get_thread_num() * T * T;
-    gemm(true, false, T, hd, T, 1.0f, p, T, dO, C, 1.0f, dv, C3);   // dV += P^T dO
+    gemm(true, false, T, hd, T, 1.0f, p, T, dO, C, beta, dv, C3);   // dV += P^T dO
     gemm(false, true, T, T, hd, 1.0f, dO, C, v, C3, 0.0f, dp, T);   // dP = dO V^T
     for (int64_t i = 0; i < T; i++) {                                // dS = P (dP - rowsum(P dP))
       const float* pr = p + i * T;
@@ -68,8 +70,8 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
 #pragma omp simd
       for (int64_t j = 0; j < T; j++) dr[j] = pr[j] * (dr[j] - dot);
     }
-    gemm(false, false, T, hd, T, scale, dp, T, k, C3, 1.0f, dq, C3);  // dQ += tau dS K
-    gemm(true, false, T, hd, T, scale, dp, T, q, C3, 1.0f, dk, C3);   // dK += tau dS^T Q
+    gemm(false, false, T, hd, T, scale, dp, T, k, C3, beta, dq, C3);  // dQ += tau dS K
+    gemm(true, false, T, hd, T, scale, dp, T, q, C3, beta, dk, C3);   // dK += tau dS^T Q
   }
 }
 

@@ -29,8 +29,8 @@ void linear_forward(float* y, const float* x, const float* w, const float* b, in
 }
 
 void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
-                     const float* w, int64_t R, int64_t I, int64_t O) {
-  if (dx) gemm(false, false, R, I, O, 1.0f, dy, O, w, I, 1.0f, dx, I);
+                     const float* w, int64_t R, int64_t I, int64_t O, bool accumulate) {
+  if (dx) gemm(false, false, R, I, O, 1.0f, dy, O, w, I, accumulate ? 1.0f : 0.0f, dx, I);
   gemm(true, false, O, I, R, 1.0f, dy, O, x, I, 1.0f, dw, I);
   if (db) {
     // Column sums of dy, 64 columns per task so each row read is one contiguous run.

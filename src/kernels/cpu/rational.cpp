@@ -56,7 +56,8 @@ void rational_forward(float* y, const float* x, const float* num, const float* d
 }
 
 void rational_backward(float* dx, float* dnum, float* dden, const float* dy, const float* x,
-                       const float* num, const float* den, int64_t R, int64_t C, int groups) {
+                       const float* num, const float* den, int64_t R, int64_t C, int groups,
+                       bool accumulate) {
   check_groups(C, groups);
   const int64_t cpg = C / groups;
   constexpr int kPartials = kRationalNum + kRationalDen;
@@ -95,7 +96,8 @@ void rational_backward(float* dx, float* dnum, float* dden, const float* dy, con
         const float iq = 1.0f / q;
         const float f = p * iq;
         const float g = dyr[c] * iq;  // dy / Q
-        dxr[c] += g * (dp - f * dq);
+        const float dxc = g * (dp - f * dq);
+        dxr[c] = accumulate ? dxr[c] + dxc : dxc;
         const float v2 = v * v, v3 = v2 * v;
         s0[c] += g;
         s1[c] += g * v;
