@@ -163,6 +163,10 @@ ModelConfig config_from_json(const std::string& text, const std::string& origin)
     if (m.contains("drop_path_rate")) c.drop_path_rate = get<float>(m, "drop_path_rate", origin);
     if (m.contains("global_pool")) c.global_pool = get<std::string>(m, "global_pool", origin);
     else if (j.contains("global_pool")) c.global_pool = get<std::string>(j, "global_pool", origin);
+    if (j.contains("global_pool"))
+      check(get<std::string>(j, "global_pool", origin) == c.global_pool, origin,
+            ": global_pool \"", get<std::string>(j, "global_pool", origin),
+            "\" differs from model_args.global_pool \"", c.global_pool, "\"");
     if (!j.contains("pretrained_cfg")) c.mean = c.std = {};
   }
   if (j.contains("num_classes")) {

@@ -436,7 +436,7 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
       t_window = t, window_images = window_correct = window_steps = 0, window_loss = 0;
     }
     if (epoch_end) {
-      const EvalResult r = evaluate(*model, test, 256);
+      const EvalResult r = evaluate(*model, test, o.batch);
       const bool is_best = r.accuracy() > best;
       best = std::max(best, r.accuracy());
       std::ostringstream s;
@@ -468,7 +468,7 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
   result.best_accuracy = best;
   result.train_seconds = now_seconds() - t_start;
   result.steps = step;
-  if (result.final_eval.count == 0 && step > 0) result.final_eval = evaluate(*model, test, 256);
+  if (result.final_eval.count == 0 && step > 0) result.final_eval = evaluate(*model, test, o.batch);
   return result;
 }
 

@@ -10,6 +10,19 @@
 #include "vec_math.h"
 
 namespace kat {
+namespace {
+
+// Strided views of one (batch, head) pair inside a packed [B, T, 3C] tensor.
+struct HeadView {
+  int64_t b, h, offset;  // offset of q[b, 0, h] in the packed tensor
+};
+
+HeadView head_view(int64_t bh, int64_t H, int64_t T, int64_t C, int64_t hd) {
+  const int64_t b = bh / H, h = bh % H;
+  return {b, h, b * T * 3 * C + h * hd};
+}
+
+}  // namespace
 
 void attention_forward(float* out, float* probs, const float* qkv, int64_t B, int64_t T,
                        int64_t C, int64_t H) {
@@ -17,10 +30,8 @@ void attention_forward(float* out, float* probs, const float* qkv, int64_t B, in
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 #pragma omp parallel for schedule(static)
   for (int64_t bh = 0; bh < B * H; bh++) {
-    const int64_t b = bh / H, h = bh % H;
-    const float* q = qkv + b * T * C3 + h * hd;
-    const float* k = q + C;
-    const float* v = q + 2 * C;
+    const auto [b, h, at] = head_view(bh, H, T, C, hd);
+    const float *q = qkv + at, *k = q + C, *v = q + 2 * C;
     float* p = probs + bh * T * T;
     gemm(false, true, T, T, hd, scale, q, C3, k, C3, 0.0f, p, T);  // S = tau q k^T
     for (int64_t i = 0; i < T; i++) {
@@ -49,13 +60,9 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 #pragma omp parallel for schedule(static)
   for (int64_t bh = 0; bh < B * H; bh++) {
-    const int64_t b = bh / H, h = bh % H;
-    const float* q = qkv + b * T * C3 + h * hd;
-    const float* k = q + C;
-    const float* v = q + 2 * C;
-    float* dq = dqkv + b * T * C3 + h * hd;
-    float* dk = dq + C;
-    float* dv = dq + 2 * C;
+    const auto [b, h, at] = head_view(bh, H, T, C, hd);
+    const float *q = qkv + at, *k = q + C, *v = q + 2 * C;
+    float *dq = dqkv + at, *dk = dq + C, *dv = dq + 2 * C;
     const float* p = probs + bh * T * T;
     const float* dO = dout + b * T * C + h * hd;
     float* dp = scratch + omp_get_thread_num() * T * T;
