@@ -75,8 +75,8 @@ double torch_images_per_s(const std::string& config_path, const Options& o) {
   std::string out;
   char buf[4096];
   for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  check(pclose(p) == 0, "the PyTorch peer failed (is python3-torch installed? scripts/setup --tools)",
-        ":\n", out);
+  check(pclose(p) == 0,
+        "the PyTorch peer failed (is python3-torch installed? scripts/setup --tools)", ":\n", out);
   const auto line = out.substr(out.rfind('{'));
   return nlohmann::json::parse(line).at("images_per_s").get<double>();
 }
@@ -89,14 +89,22 @@ Options parse(int argc, char** argv) {
       check(i + 1 < argc, a, " needs a value");
       return argv[++i];
     };
-    if (a == "--config") o.config = value();
-    else if (a == "--batch") o.batch = std::stoi(value());
-    else if (a == "--threads") o.threads = std::stoi(value());
-    else if (a == "--steps") o.steps = std::stoi(value());
-    else if (a == "--warmup") o.warmup = std::stoi(value());
-    else if (a == "--runs") o.runs = std::stoi(value());
-    else if (a == "--no-torch") o.torch = false;
-    else fail("unknown option ", a, " (see the comment at the top of bench/train_throughput.cpp)");
+    if (a == "--config")
+      o.config = value();
+    else if (a == "--batch")
+      o.batch = std::stoi(value());
+    else if (a == "--threads")
+      o.threads = std::stoi(value());
+    else if (a == "--steps")
+      o.steps = std::stoi(value());
+    else if (a == "--warmup")
+      o.warmup = std::stoi(value());
+    else if (a == "--runs")
+      o.runs = std::stoi(value());
+    else if (a == "--no-torch")
+      o.torch = false;
+    else
+      fail("unknown option ", a, " (see the comment at the top of bench/train_throughput.cpp)");
   }
   return o;
 }

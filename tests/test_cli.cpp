@@ -30,10 +30,12 @@ constexpr const char* kTinyConfig = R"({
   "pretrained_cfg": {"mean": [0.286], "std": [0.353]}
 })";
 
-bool have_fmnist() { return fs::exists(std::string(default_data_dir()) + "/train-images-idx3-ubyte.gz"); }
+bool have_fmnist() {
+  return fs::exists(std::string(default_data_dir()) + "/train-images-idx3-ubyte.gz");
+}
 
-#define REQUIRE_FMNIST()                                                                      \
-  if (!have_fmnist())                                                                         \
+#define REQUIRE_FMNIST()                                                                       \
+  if (!have_fmnist())                                                                          \
   GTEST_SKIP() << "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or " \
                   "run scripts/test, which does)"
 
@@ -57,7 +59,8 @@ std::string write_config(const TempDir& dir, const std::string& name, const std:
 }
 
 // Trains the tiny model into `out`; extra flags appended.
-testing::RunResult train_tiny(const TempDir& dir, const std::string& out, const std::string& extra) {
+testing::RunResult train_tiny(const TempDir& dir, const std::string& out,
+                              const std::string& extra) {
   const std::string cfg = write_config(dir, "tiny.json", kTinyConfig);
   return run_kat("train --config " + cfg + " --out " + out +
                  " --threads 2 --progress lines --log-every 10 " + extra);
@@ -76,13 +79,14 @@ class CheckpointTest : public ::testing::Test {
   static void TearDownTestSuite() { delete dir_; }
   static std::string ckpt() { return *dir_ / "run/last"; }
   // A copy of the checkpoint whose model.safetensors is `edit`ed (tensor map in, map out).
-  static std::string edited(const std::string& name,
-                            const std::function<void(std::map<std::string, std::vector<float>>&,
-                                                     std::map<std::string, std::vector<int64_t>>&)>&
-                                edit) {
+  static std::string edited(
+      const std::string& name,
+      const std::function<void(std::map<std::string, std::vector<float>>&,
+                               std::map<std::string, std::vector<int64_t>>&)>& edit) {
     const std::string out = *dir_ / name;
     fs::create_directories(out);
-    fs::copy_file(ckpt() + "/config.json", out + "/config.json", fs::copy_options::overwrite_existing);
+    fs::copy_file(ckpt() + "/config.json", out + "/config.json",
+                  fs::copy_options::overwrite_existing);
     const auto f = SafetensorsFile::load(ckpt() + "/model.safetensors");
     std::map<std::string, std::vector<float>> values;
     std::map<std::string, std::vector<int64_t>> shapes;
@@ -127,14 +131,13 @@ TEST(Cli, BadConfigFilesAreRefused) {
   TempDir dir("cli-config");
   std::string text = kTinyConfig;
   text.replace(text.find("\"depth\""), 7, "\"depht\"");
-  expect_one_line_error(run_kat("train --config " + write_config(dir, "typo.json", text)),
-                        "depht");
+  expect_one_line_error(run_kat("train --config " + write_config(dir, "typo.json", text)), "depht");
   text = kTinyConfig;
   text.replace(text.find("\"rational_groups\": 4"), 20, "\"rational_groups\": 3");
   expect_one_line_error(run_kat("train --config " + write_config(dir, "groups.json", text)),
                         "group");
-  expect_one_line_error(run_kat("train --config " + write_config(dir, "bad.json", "{\"model_args\"")),
-                        "bad.json");
+  expect_one_line_error(
+      run_kat("train --config " + write_config(dir, "bad.json", "{\"model_args\"")), "bad.json");
   expect_one_line_error(run_kat("train --config " + (dir / "missing.json")), "missing.json");
 }
 
@@ -143,8 +146,8 @@ TEST(Cli, EndToEndTrainingLearnsAndRefusesToOverwrite) {
   TempDir dir("cli-e2e");
   // 300 steps of 32 on 4800 images: chance is ln 10 = 2.30.
   auto r = train_tiny(dir, dir / "run",
-                     "--epochs 2 --batch 32 --lr 5e-3 --warmup 0.2 --train-limit 4800 "
-                     "--test-limit 1000");
+                      "--epochs 2 --batch 32 --lr 5e-3 --warmup 0.2 --train-limit 4800 "
+                      "--test-limit 1000");
   ASSERT_EQ(r.status, 0) << r.output;
   std::ifstream metrics(dir / "run/metrics.jsonl");
   double last_loss = 0, test_acc = 0;
@@ -184,7 +187,8 @@ TEST(Cli, ResumeContinuesExactly) {
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("resuming at step 45"));
   for (const char* f : {"last/model.safetensors", "last/optimizer.safetensors"})
-    EXPECT_EQ(read_file(dir / ("whole/" + std::string(f))), read_file(dir / ("split/" + std::string(f))))
+    EXPECT_EQ(read_file(dir / ("whole/" + std::string(f))),
+              read_file(dir / ("split/" + std::string(f))))
         << f << " differs between the whole run and the resumed one";
   expect_one_line_error(run_kat("train --resume " + (dir / "nothing")), "nothing");
 }

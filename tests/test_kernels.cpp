@@ -8,8 +8,8 @@
 #include "kat/error.h"
 #include "kat/grkan.h"
 #include "kat/kernels.h"
-#include "kernels/cpu/vec_math.h"
 #include "kat/parallel.h"
+#include "kernels/cpu/vec_math.h"
 
 namespace kat {
 namespace {
@@ -50,7 +50,8 @@ TEST(LayerNorm, Gradients) {
   auto x = randn(R * C, 1, 2.0f), w = randn(C, 2), b = randn(C, 3), wy = randn(R * C, 4);
   std::vector<float> y(R * C), mean(R), rstd(R), dx(R * C, 0), dw(C, 0), db(C, 0);
   auto loss = [&] {
-    layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), R, C, 1e-6f);
+    layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), R, C,
+                      1e-6f);
     return dot(wy, y.data());
   };
   loss();
@@ -94,7 +95,8 @@ struct RationalCase {
     auto noise = randn(6 + 4 * groups, 2, 0.05f);
     for (int i = 0; i < 6; i++) num[i] += noise[i];
     for (int g = 0; g < groups; g++)
-      for (int i = 0; i < 4; i++) den.push_back(static_cast<float>(k.den[i]) + noise[6 + g * 4 + i]);
+      for (int i = 0; i < 4; i++)
+        den.push_back(static_cast<float>(k.den[i]) + noise[6 + g * 4 + i]);
     den[1] = -0.3f;  // negative b: the kernel uses |b|, the gradient carries sign(b)
     dy = randn(R * C, 3);
   }

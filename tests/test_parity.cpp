@@ -65,8 +65,8 @@ void check_model_fixture(const std::string& file) {
   const float loss = m.forward(input.data(), labels.data(), B, false, smoothing);
   m.backward();
   const int64_t V = c.num_classes;
-  expect_close(std::vector<float>(m.logits(), m.logits() + B * V), f.read_f32("logits"), 1e-5,
-               1e-4, file + " logits");
+  expect_close(std::vector<float>(m.logits(), m.logits() + B * V), f.read_f32("logits"), 1e-5, 1e-4,
+               file + " logits");
   expect_close({loss}, f.read_f32("loss"), 1e-6, 1e-5, file + " loss");
   for (const ParamSpec& s : m.params().specs()) {
     const auto& g = m.params().grads();

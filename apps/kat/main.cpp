@@ -77,7 +77,8 @@ config.json, plus optimizer.safetensors and trainer_state.json for --resume).
   --progress bar|lines   progress display [bar on a terminal, lines otherwise]
 )";
 
-constexpr const char* kEvalHelp = R"(usage: kat eval CKPT [--data DIR] [--batch N] [--threads N] [--limit N]
+constexpr const char* kEvalHelp =
+    R"(usage: kat eval CKPT [--data DIR] [--batch N] [--threads N] [--limit N]
 
 Prints test accuracy, loss and the confusion matrix of a checkpoint (a directory with
 config.json and model.safetensors) on the test split of an IDX dataset.
@@ -175,14 +176,15 @@ bool wants_help(int argc, char** argv) {
 }
 
 int cmd_train(int argc, char** argv) {
-  const Args a = parse(argc, argv, 2,
-                       {"model", "config", "data", "epochs", "batch", "lr", "min-lr", "warmup",
-                        "weight-decay", "label-smoothing", "clip", "augment", "drop-path",
-                        "dropout", "threads", "seed", "out", "resume", "train-limit",
-                        "test-limit", "log-every", "progress", "stop-after"},
-                       {"overwrite"}, "train");
-  check(a.positional.empty(), "unexpected argument '",
-        a.positional.empty() ? "" : a.positional[0], "' (see kat train --help)");
+  const Args a =
+      parse(argc, argv, 2, {"model",     "config",   "data",      "epochs",       "batch",
+                            "lr",        "min-lr",   "warmup",    "weight-decay", "label-smoothing",
+                            "clip",      "augment",  "drop-path", "dropout",      "threads",
+                            "seed",      "out",      "resume",    "train-limit",  "test-limit",
+                            "log-every", "progress", "stop-after"},
+            {"overwrite"}, "train");
+  check(a.positional.empty(), "unexpected argument '", a.positional.empty() ? "" : a.positional[0],
+        "' (see kat train --help)");
   TrainOptions o;
   o.data_dir = a.str("data");
   o.epochs = static_cast<int>(a.integer("epochs", 0));
@@ -265,7 +267,8 @@ int cmd_predict(int argc, char** argv) {
   std::vector<float> input(c.in_chans * per);
   for (size_t i = 1; i < a.positional.size(); i++) {
     const std::string& path = a.positional[i];
-    Image img = resize_image(convert_channels(load_image(path), c.in_chans), c.img_size, c.img_size);
+    Image img =
+        resize_image(convert_channels(load_image(path), c.in_chans), c.img_size, c.img_size);
     for (int ch = 0; ch < c.in_chans; ch++)
       for (int64_t k = 0; k < per; k++)
         input[ch * per + k] = (img.data[ch * per + k] - c.mean[ch]) / c.std[ch];

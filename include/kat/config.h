@@ -46,8 +46,9 @@ std::vector<std::string> config_names();
 bool is_config_name(const std::string& name);
 ModelConfig named_config(const std::string& name);
 
-// Parses config.json text. Unknown keys (outside pretrained_cfg, which timm fills freely) are errors.
-// When model_args is absent the architecture must be a known name and implies its configuration.
+// Parses config.json text. Unknown keys (outside pretrained_cfg, which timm fills freely) are
+// errors. When model_args is absent the architecture must be a known name and implies its
+// configuration.
 ModelConfig config_from_json(const std::string& text, const std::string& origin);
 std::string config_to_json(const ModelConfig& c);
 

@@ -28,13 +28,15 @@ enum class Split { Train, Test };
 
 // Finds a split in a directory laid out as the MNIST family ships it:
 // {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (also the "train-images.idx3-ubyte" spelling
-// and KMNIST-style "<prefix>-train-imgs" are not required). The error lists the names it looked for.
+// and KMNIST-style "<prefix>-train-imgs" are not required). The error lists the names it looked
+// for.
 ImageDataset load_idx_split(const std::string& dir, Split split);
 
 // Default data directory: /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist).
 const char* default_data_dir();
 
-// Human class names when the directory looks like Fashion-MNIST ("T-shirt/top", ...), else "0".."N-1".
+// Human class names when the directory looks like Fashion-MNIST ("T-shirt/top", ...), else
+// "0".."N-1".
 std::vector<std::string> class_names_for(const std::string& dir, int num_classes);
 
 // One decoded image, pixels scaled to [0, 1], CHW.

@@ -15,7 +15,8 @@ namespace kat {
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
-// ---- Linear: y[R, O] = x[R, I] W[O, I]^T + b[O] --------------------------------------------------
+// ---- Linear: y[R, O] = x[R, I] W[O, I]^T + b[O]
+// --------------------------------------------------
 void linear_forward(float* y, const float* x, const float* w, const float* b, int64_t R, int64_t I,
                     int64_t O);
 // dx[R, I] += dy W ; dw[O, I] += dy^T x ; db[O] += sum_r dy.  dx or db may be null.
@@ -26,8 +27,7 @@ void linear_backward(float* dx, float* dw, float* db, const float* dy, const flo
 void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
                        const float* b, int64_t R, int64_t C, float eps);
 void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
-                        const float* mean, const float* rstd, const float* w, int64_t R,
-                        int64_t C);
+                        const float* mean, const float* rstd, const float* w, int64_t R, int64_t C);
 
 // ---- GELU (exact, erf) over n values --------------------------------------------------------
 void gelu_forward(float* y, const float* x, int64_t n);
@@ -55,8 +55,8 @@ void rational_backward_ref(double* dx, double* dnum, double* dden, const double*
 // ---- Multi-head softmax self-attention ------------------------------------------------------
 // qkv[B, T, 3C] holds q, k, v, each [H heads x hd] (hd = C / H), as timm lays them out.
 // out[B, T, C]: heads concatenated.  probs[B, H, T, T] saved for the backward.
-void attention_forward(float* out, float* probs, const float* qkv, int64_t B, int64_t T,
-                       int64_t C, int64_t H);
+void attention_forward(float* out, float* probs, const float* qkv, int64_t B, int64_t T, int64_t C,
+                       int64_t H);
 // dqkv[B, T, 3C] += ... ; scratch: num_threads() * T * T floats.
 void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
                         const float* probs, int64_t B, int64_t T, int64_t C, int64_t H,

@@ -15,9 +15,10 @@ int num_threads();
 
 // OpenMP threads that wait at a barrier spin for a long while by default (libgomp: 300000 spins).
 // When anything else runs on the machine, a spinning thread burns the time slice its partner needs
-// and a step gets up to 10x slower. A short spin costs nothing on an idle machine, but libgomp reads
-// its settings before main, so programs call this first thing: unless the user chose a wait policy
-// (OMP_WAIT_POLICY or GOMP_SPINCOUNT), it re-executes the program once with GOMP_SPINCOUNT=10000.
+// and a step gets up to 10x slower. A short spin costs nothing on an idle machine, but libgomp
+// reads its settings before main, so programs call this first thing: unless the user chose a wait
+// policy (OMP_WAIT_POLICY or GOMP_SPINCOUNT), it re-executes the program once with
+// GOMP_SPINCOUNT=10000.
 void use_short_openmp_spin(char** argv);
 
 // Deterministic parallel reduction. body(acc) runs once on every thread of a parallel region

@@ -14,10 +14,10 @@ class Rng {
   static Rng derive(uint64_t seed, uint64_t purpose, uint64_t counter = 0);
 
   uint64_t next_u64();
-  uint32_t below(uint32_t n);  // uniform in [0, n)
-  float uniform();             // [0, 1)
-  double uniform_double();     // [0, 1)
-  float normal();              // N(0, 1)
+  uint32_t below(uint32_t n);                         // uniform in [0, n)
+  float uniform();                                    // [0, 1)
+  double uniform_double();                            // [0, 1)
+  float normal();                                     // N(0, 1)
   float trunc_normal(float std, float lo, float hi);  // N(0, std^2) redrawn until in [lo, hi]
 
  private:

@@ -1,7 +1,7 @@
 // safetensors: the checkpoint format of the Hugging Face hub, read and written natively.
 // Format: 8-byte little-endian header length N, N bytes of JSON header
-// {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {str: str}},
-// then the data buffer; offsets are relative to the buffer's start.
+// {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {str:
+// str}}, then the data buffer; offsets are relative to the buffer's start.
 #pragma once
 
 #include <cstdint>

@@ -15,8 +15,8 @@ namespace kat {
 constexpr int kDefaultEpochs = 12;
 
 struct TrainOptions {
-  std::string data_dir;   // empty: default_data_dir()
-  int epochs = 0;         // 0: kDefaultEpochs, or the resumed run's
+  std::string data_dir;  // empty: default_data_dir()
+  int epochs = 0;        // 0: kDefaultEpochs, or the resumed run's
   int batch = 128;
   float lr = 2e-3f, min_lr = 1e-5f, warmup_epochs = 1.0f;
   float weight_decay = 0.05f, label_smoothing = 0.1f, clip = 1.0f;
@@ -24,13 +24,13 @@ struct TrainOptions {
                                  // Fashion-MNIST, whose classes are mirror-symmetric; else none)
   int threads = 0;
   uint64_t seed = 0;
-  std::string out_dir;    // empty: runs/<architecture>-<timestamp>
+  std::string out_dir;  // empty: runs/<architecture>-<timestamp>
   bool overwrite = false;
-  std::string resume;     // checkpoint directory of an earlier run (its last/)
+  std::string resume;                       // checkpoint directory of an earlier run (its last/)
   int64_t train_limit = 0, test_limit = 0;  // use only the first N samples (0: all)
   int64_t stop_after = 0;  // stop at this step as an interrupt would (last/ saved); 0: never
   int log_every = 50;
-  int progress = -1;      // 1 bar, 0 log lines, -1: bar when stderr is a terminal
+  int progress = -1;  // 1 bar, 0 log lines, -1: bar when stderr is a terminal
 };
 
 struct EvalResult {

@@ -66,8 +66,8 @@ void validate(const ModelConfig& c) {
   for (float s : c.std) check(s > 0, a, ": std values must be positive");
   check(c.drop_rate >= 0 && c.drop_rate < 1 && c.drop_path_rate >= 0 && c.drop_path_rate < 1, a,
         ": drop rates must be in [0, 1)");
-  check(c.global_pool == "token" || c.global_pool == "avg", a, ": global_pool is \"token\" or \"avg\", not \"",
-        c.global_pool, "\"");
+  check(c.global_pool == "token" || c.global_pool == "avg", a,
+        ": global_pool is \"token\" or \"avg\", not \"", c.global_pool, "\"");
   check(c.class_names.empty() || c.class_names.size() == static_cast<size_t>(c.num_classes), a,
         ": class_names has ", c.class_names.size(), " names for ", c.num_classes, " classes");
 }
@@ -125,8 +125,9 @@ ModelConfig config_from_json(const std::string& text, const std::string& origin)
   } catch (const json::exception& e) {
     fail(origin, ": not valid JSON (", e.what(), ")");
   }
-  check_keys(j, {"architecture", "num_classes", "num_features", "global_pool", "model_args",
-                 "pretrained_cfg", "kat"},
+  check_keys(j,
+             {"architecture", "num_classes", "num_features", "global_pool", "model_args",
+              "pretrained_cfg", "kat"},
              "the config", origin);
   check(j.contains("architecture"), origin, ": missing 'architecture'");
   const std::string arch = get<std::string>(j, "architecture", origin);
@@ -140,9 +141,10 @@ ModelConfig config_from_json(const std::string& text, const std::string& origin)
           "' is not a known architecture name");
   } else {
     const json& m = j["model_args"];
-    check_keys(m, {"img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads",
-                   "mlp_ratio", "num_classes", "rational_groups", "act_init", "qkv_bias",
-                   "drop_rate", "drop_path_rate", "global_pool"},
+    check_keys(m,
+               {"img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads",
+                "mlp_ratio", "num_classes", "rational_groups", "act_init", "qkv_bias", "drop_rate",
+                "drop_path_rate", "global_pool"},
                "model_args", origin);
     auto take_int = [&](const char* key, int& dst) {
       if (m.contains(key)) dst = get<int>(m, key, origin);
@@ -161,12 +163,14 @@ ModelConfig config_from_json(const std::string& text, const std::string& origin)
       check(get<bool>(m, "qkv_bias", origin), origin, ": qkv_bias=false is not supported");
     if (m.contains("drop_rate")) c.drop_rate = get<float>(m, "drop_rate", origin);
     if (m.contains("drop_path_rate")) c.drop_path_rate = get<float>(m, "drop_path_rate", origin);
-    if (m.contains("global_pool")) c.global_pool = get<std::string>(m, "global_pool", origin);
-    else if (j.contains("global_pool")) c.global_pool = get<std::string>(j, "global_pool", origin);
+    if (m.contains("global_pool"))
+      c.global_pool = get<std::string>(m, "global_pool", origin);
+    else if (j.contains("global_pool"))
+      c.global_pool = get<std::string>(j, "global_pool", origin);
     if (j.contains("global_pool"))
-      check(get<std::string>(j, "global_pool", origin) == c.global_pool, origin,
-            ": global_pool \"", get<std::string>(j, "global_pool", origin),
-            "\" differs from model_args.global_pool \"", c.global_pool, "\"");
+      check(get<std::string>(j, "global_pool", origin) == c.global_pool, origin, ": global_pool \"",
+            get<std::string>(j, "global_pool", origin), "\" differs from model_args.global_pool \"",
+            c.global_pool, "\"");
     if (!j.contains("pretrained_cfg")) c.mean = c.std = {};
   }
   if (j.contains("num_classes")) {
@@ -183,8 +187,8 @@ ModelConfig config_from_json(const std::string& text, const std::string& origin)
     if (p.contains("std")) c.std = get<std::vector<float>>(p, "std", origin);
     if (p.contains("input_size")) {
       const auto s = get<std::vector<int>>(p, "input_size", origin);
-      check(s.size() == 3 && s[0] == c.in_chans && s[1] == c.img_size && s[2] == c.img_size,
-            origin, ": pretrained_cfg.input_size does not match model_args");
+      check(s.size() == 3 && s[0] == c.in_chans && s[1] == c.img_size && s[2] == c.img_size, origin,
+            ": pretrained_cfg.input_size does not match model_args");
     }
   }
   if (c.mean.empty()) c.mean.assign(c.in_chans, 0.5f);

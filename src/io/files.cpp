@@ -51,8 +51,8 @@ void write_file_atomic(const std::string& path, std::string_view data) {
   const fs::path target(path);
   std::error_code ec;
   check(!fs::is_directory(target, ec), path, ": is a directory, cannot write a file there");
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." +
-                          std::to_string(counter.fetch_add(1));
+  const std::string tmp =
+      path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   check(fd >= 0, "cannot write ", path, ": ", os_reason());
   size_t done = 0;

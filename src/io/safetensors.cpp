@@ -1,5 +1,5 @@
-// safetensors reader and writer. The reader trusts nothing in the file: the header length, the JSON,
-// every dtype, shape and offset are checked before a byte of tensor data is touched.
+// safetensors reader and writer. The reader trusts nothing in the file: the header length, the
+// JSON, every dtype, shape and offset are checked before a byte of tensor data is touched.
 #include "kat/safetensors.h"
 
 #include <algorithm>
@@ -24,11 +24,11 @@ struct DTypeInfo {
   int bytes;
 };
 
-constexpr DTypeInfo kDTypes[] = {
-    {DType::F64, "F64", 8}, {DType::F32, "F32", 4}, {DType::F16, "F16", 2},
-    {DType::BF16, "BF16", 2}, {DType::I64, "I64", 8}, {DType::I32, "I32", 4},
-    {DType::I16, "I16", 2}, {DType::I8, "I8", 1},   {DType::U8, "U8", 1},
-    {DType::BOOL, "BOOL", 1}};
+constexpr DTypeInfo kDTypes[] = {{DType::F64, "F64", 8}, {DType::F32, "F32", 4},
+                                 {DType::F16, "F16", 2}, {DType::BF16, "BF16", 2},
+                                 {DType::I64, "I64", 8}, {DType::I32, "I32", 4},
+                                 {DType::I16, "I16", 2}, {DType::I8, "I8", 1},
+                                 {DType::U8, "U8", 1},   {DType::BOOL, "BOOL", 1}};
 
 const DTypeInfo& dtype_info(DType t) {
   for (const DTypeInfo& d : kDTypes)
@@ -95,8 +95,8 @@ SafetensorsFile SafetensorsFile::parse(std::vector<uint8_t> bytes, const std::st
   const uint64_t n = load_le<uint64_t>(bytes.data());
   check(n <= kMaxHeader, origin, ": safetensors header length ", n, " is larger than the ",
         kMaxHeader, "-byte limit (corrupt file?)");
-  check(n <= bytes.size() - 8, origin, ": truncated: header length ", n, " runs past the end of the ",
-        bytes.size(), "-byte file");
+  check(n <= bytes.size() - 8, origin, ": truncated: header length ", n,
+        " runs past the end of the ", bytes.size(), "-byte file");
   f.data_start_ = 8 + n;
   const uint64_t data_size = bytes.size() - f.data_start_;
   json header;
@@ -120,8 +120,7 @@ SafetensorsFile SafetensorsFile::parse(std::vector<uint8_t> bytes, const std::st
       }
       continue;
     }
-    check(e.is_object() && e.contains("dtype") && e.contains("shape") &&
-              e.contains("data_offsets"),
+    check(e.is_object() && e.contains("dtype") && e.contains("shape") && e.contains("data_offsets"),
           where, ": entry needs dtype, shape and data_offsets");
     check(e["dtype"].is_string(), where, ": dtype is not a string");
     TensorInfo t;
@@ -180,8 +179,7 @@ void SafetensorsFile::read_f32(const std::string& name, std::span<const int64_t>
                                float* dst) const {
   const TensorInfo& t = info(name);
   check(std::equal(t.shape.begin(), t.shape.end(), shape.begin(), shape.end()), origin_,
-        ": tensor '", name, "' has shape ", shape_text(t.shape), ", expected ",
-        shape_text(shape));
+        ": tensor '", name, "' has shape ", shape_text(t.shape), ", expected ", shape_text(shape));
   const uint8_t* p = bytes_.data() + data_start_ + t.begin;
   const int64_t n = element_count(t.shape, name);
   switch (t.dtype) {
@@ -218,11 +216,21 @@ std::vector<int64_t> SafetensorsFile::read_i64(const std::string& name) const {
   std::vector<int64_t> out(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; i++) {
     switch (t.dtype) {
-      case DType::I64: out[i] = load_le<int64_t>(p + 8 * i); break;
-      case DType::I32: out[i] = load_le<int32_t>(p + 4 * i); break;
-      case DType::I16: out[i] = load_le<int16_t>(p + 2 * i); break;
-      case DType::I8: out[i] = static_cast<int8_t>(p[i]); break;
-      case DType::U8: out[i] = p[i]; break;
+      case DType::I64:
+        out[i] = load_le<int64_t>(p + 8 * i);
+        break;
+      case DType::I32:
+        out[i] = load_le<int32_t>(p + 4 * i);
+        break;
+      case DType::I16:
+        out[i] = load_le<int16_t>(p + 2 * i);
+        break;
+      case DType::I8:
+        out[i] = static_cast<int8_t>(p[i]);
+        break;
+      case DType::U8:
+        out[i] = p[i];
+        break;
       default:
         fail(origin_, ": tensor '", name, "' has dtype ", dtype_name(t.dtype),
              ", expected an integer tensor");

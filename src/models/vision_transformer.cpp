@@ -119,7 +119,8 @@ void VisionTransformer::init(uint64_t seed) {
   fill_normal(a.cls_token, 1e-6f, false);
   fill_normal(a.pos_embed, 0.02f, true);
   {  // patch embedding: PyTorch's Conv2d default, U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-    const float bound = 1.0f / std::sqrt(static_cast<float>(c.in_chans * c.patch_size * c.patch_size));
+    const float bound =
+        1.0f / std::sqrt(static_cast<float>(c.in_chans * c.patch_size * c.patch_size));
     for (int i : {a.patch_w, a.patch_b}) {
       float* v = params_.value(i);
       for (int64_t k = 0; k < params_.specs()[i].size; k++) v[k] = (2 * rng.uniform() - 1) * bound;
@@ -214,8 +215,8 @@ float VisionTransformer::forward(const float* images, const int32_t* labels, int
       float* dst = a.patches + (b * N + n) * cpp;
       for (int64_t ch = 0; ch < Cin; ch++)
         for (int64_t ky = 0; ky < p; ky++)
-          std::memcpy(dst + (ch * p + ky) * p, images + ((b * Cin + ch) * S + gy * p + ky) * S + gx * p,
-                      p * sizeof(float));
+          std::memcpy(dst + (ch * p + ky) * p,
+                      images + ((b * Cin + ch) * S + gy * p + ky) * S + gx * p, p * sizeof(float));
     }
   }
   linear_forward(a.pe, a.patches, P.value(a.patch_w), P.value(a.patch_b), B * N, cpp, d);

@@ -21,11 +21,16 @@ std::string shape_str(const std::vector<int64_t>& shape) {
 
 const char* kind_name(ParamKind k) {
   switch (k) {
-    case ParamKind::Weight: return "weight";
-    case ParamKind::Bias: return "bias";
-    case ParamKind::Norm: return "norm";
-    case ParamKind::Embedding: return "embedding";
-    case ParamKind::Rational: return "rational";
+    case ParamKind::Weight:
+      return "weight";
+    case ParamKind::Bias:
+      return "bias";
+    case ParamKind::Norm:
+      return "norm";
+    case ParamKind::Embedding:
+      return "embedding";
+    case ParamKind::Rational:
+      return "rational";
   }
   return "?";
 }

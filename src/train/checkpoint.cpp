@@ -18,8 +18,9 @@ std::string checkpoint_dir(const std::string& path) {
     return parent.empty() ? "." : parent;
   }
   check(fs::exists(path, ec), path, ": no such checkpoint (give a checkpoint directory)");
-  fail(path, ": not a checkpoint directory (expected a directory with config.json and "
-             "model.safetensors)");
+  fail(path,
+       ": not a checkpoint directory (expected a directory with config.json and "
+       "model.safetensors)");
 }
 
 void save_model(const std::string& dir, const VisionTransformer& model) {
@@ -55,8 +56,8 @@ void load_weights(const std::string& path, VisionTransformer& model) {
     f.read_f32(s.name, s.shape, p.value(static_cast<int>(i)));
   }
   for (const std::string& name : f.names())
-    check(expected.count(name) > 0, path, ": unexpected tensor '", name,
-          "' (not part of a ", model.config().architecture, " model)");
+    check(expected.count(name) > 0, path, ": unexpected tensor '", name, "' (not part of a ",
+          model.config().architecture, " model)");
 }
 
 std::unique_ptr<VisionTransformer> load_model(const std::string& path) {

@@ -1,7 +1,8 @@
 #include "kat/optim.h"
-#include "kat/parallel.h"
 
 #include <cmath>
+
+#include "kat/parallel.h"
 
 namespace kat {
 

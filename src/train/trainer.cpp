@@ -6,10 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -45,8 +45,10 @@ double now_seconds() {
 std::string format_duration(double s) {
   const int64_t t = static_cast<int64_t>(s + 0.5);
   std::ostringstream o;
-  if (t >= 3600) o << t / 3600 << ":" << std::setw(2) << std::setfill('0') << (t / 60) % 60;
-  else o << t / 60;
+  if (t >= 3600)
+    o << t / 3600 << ":" << std::setw(2) << std::setfill('0') << (t / 60) % 60;
+  else
+    o << t / 60;
   o << ":" << std::setw(2) << std::setfill('0') << t % 60;
   return o.str();
 }
@@ -78,9 +80,12 @@ Augment parse_augment(const std::string& spec, const std::string& data_dir) {
   std::stringstream s(spec);
   std::string item;
   while (std::getline(s, item, ',')) {
-    if (item == "shift") a.shift = true;
-    else if (item == "flip") a.flip = true;
-    else fail("--augment: unknown '", item, "' (use none, shift, flip, shift,flip or auto)");
+    if (item == "shift")
+      a.shift = true;
+    else if (item == "flip")
+      a.flip = true;
+    else
+      fail("--augment: unknown '", item, "' (use none, shift, flip, shift,flip or auto)");
   }
   return a;
 }
@@ -115,8 +120,8 @@ void gather_batch(uint8_t* out, int32_t* labels, const ImageDataset& d, const in
 class Progress {
  public:
   Progress(std::ostream& log, bool bar) : log_(log), bar_(bar) {}
-  void step(int64_t step, int64_t total, int epoch, int epochs, float loss, float acc,
-            double img_s, double eta) {
+  void step(int64_t step, int64_t total, int epoch, int epochs, float loss, float acc, double img_s,
+            double eta) {
     std::ostringstream line;
     line << "epoch " << epoch + 1 << "/" << epochs << " step " << step << "/" << total << " loss "
          << std::fixed << std::setprecision(4) << loss << " acc " << std::setprecision(1)
@@ -141,12 +146,18 @@ class Progress {
 };
 
 json options_json(const TrainOptions& o) {
-  return {{"data_dir", o.data_dir},   {"epochs", o.epochs},
-          {"batch", o.batch},         {"lr", o.lr},
-          {"min_lr", o.min_lr},       {"warmup_epochs", o.warmup_epochs},
-          {"weight_decay", o.weight_decay}, {"label_smoothing", o.label_smoothing},
-          {"clip", o.clip},           {"augment", o.augment},
-          {"seed", o.seed},           {"train_limit", o.train_limit},
+  return {{"data_dir", o.data_dir},
+          {"epochs", o.epochs},
+          {"batch", o.batch},
+          {"lr", o.lr},
+          {"min_lr", o.min_lr},
+          {"warmup_epochs", o.warmup_epochs},
+          {"weight_decay", o.weight_decay},
+          {"label_smoothing", o.label_smoothing},
+          {"clip", o.clip},
+          {"augment", o.augment},
+          {"seed", o.seed},
+          {"train_limit", o.train_limit},
           {"test_limit", o.test_limit}};
 }
 
@@ -208,8 +219,8 @@ ModelConfig config_for_data(ModelConfig c, const ImageDataset& train, const std:
     if (c.class_names.empty()) c.class_names = class_names_for(dir, c.num_classes);
     return c;
   }
-  check(train.height == train.width, train.source, ": images are ", train.height, "x",
-        train.width, "; kat's models take square images");
+  check(train.height == train.width, train.source, ": images are ", train.height, "x", train.width,
+        "; kat's models take square images");
   c.img_size = train.height;
   c.in_chans = train.channels;
   c.num_classes = train.num_classes;
@@ -270,7 +281,8 @@ void print_eval(std::ostream& out, const EvalResult& r, const std::vector<std::s
       << r.correct << "/" << r.count << "), loss " << std::setprecision(4) << r.loss << "\n";
   const int V = r.num_classes;
   size_t w = 5;
-  for (int i = 0; i < V; i++) w = std::max(w, i < static_cast<int>(names.size()) ? names[i].size() : 2);
+  for (int i = 0; i < V; i++)
+    w = std::max(w, i < static_cast<int>(names.size()) ? names[i].size() : 2);
   out << "confusion matrix (rows: true class, columns: predicted)\n" << std::string(w + 1, ' ');
   for (int j = 0; j < V; j++) out << std::setw(6) << j;
   out << "\n";
@@ -293,7 +305,8 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
   if (!o.resume.empty()) {
     resume_dir = checkpoint_dir(o.resume);
     const std::string state_path = resume_dir + "/trainer_state.json";
-    check(file_exists(state_path), resume_dir, ": no trainer_state.json: not a training checkpoint");
+    check(file_exists(state_path), resume_dir,
+          ": no trainer_state.json: not a training checkpoint");
     try {
       state = json::parse(read_text_file(state_path));
       // The saved options make the continuation exact; --epochs may extend the run (which
@@ -358,8 +371,8 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
   {
     std::ostringstream s;
     s << "kat: training " << c.architecture << " (" << model->params().total() << " parameters, "
-      << c.ffn_name() << " feed-forward) on " << train.count << " images of " << o.data_dir
-      << "; " << o.epochs << " epochs x " << steps_per_epoch << " steps of " << o.batch << ", "
+      << c.ffn_name() << " feed-forward) on " << train.count << " images of " << o.data_dir << "; "
+      << o.epochs << " epochs x " << steps_per_epoch << " steps of " << o.batch << ", "
       << num_threads() << " threads -> " << o.out_dir;
     if (step > 0) s << " (resuming at step " << step << ")";
     progress.message(s.str());
@@ -372,12 +385,9 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
   auto save_state = [&](const std::string& dir, int64_t at_step, double acc) {
     save_model(dir, *model);
     save_optimizer(dir, model->params(), opt);
-    json s = {{"step", at_step},
-              {"epoch", at_step / steps_per_epoch},
-              {"best_accuracy", best},
-              {"accuracy", acc},
-              {"run_dir", o.out_dir},
-              {"options", options_json(o)}};
+    json s = {{"step", at_step},       {"epoch", at_step / steps_per_epoch},
+              {"best_accuracy", best}, {"accuracy", acc},
+              {"run_dir", o.out_dir},  {"options", options_json(o)}};
     write_file_atomic(dir + "/trainer_state.json", s.dump(2) + "\n");
   };
 
@@ -401,11 +411,10 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
     normalize_images(images.data(), raw.data(), o.batch, c);
     const float lr = schedule_lr(step, total_steps, warmup, o.lr, o.min_lr);
     model->params().zero_grad();
-    const float loss = model->forward(images.data(), labels.data(), o.batch, true,
-                                      o.label_smoothing,
-                                      Rng::derive(o.seed, kDropout, step).next_u64());
-    check(std::isfinite(loss), "the loss became ", loss, " at step ", step,
-          " (try a lower --lr)");
+    const float loss =
+        model->forward(images.data(), labels.data(), o.batch, true, o.label_smoothing,
+                       Rng::derive(o.seed, kDropout, step).next_u64());
+    check(std::isfinite(loss), "the loss became ", loss, " at step ", step, " (try a lower --lr)");
     model->backward();
     const float grad_norm = clip_grad_norm(model->params(), o.clip);
     opt.step(lr);
@@ -426,9 +435,14 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
       const double eta = (total_steps - step) * o.batch / std::max(1.0, last_img_s);
       progress.step(step, total_steps, static_cast<int>(epoch), o.epochs, mean_loss, acc,
                     last_img_s, eta);
-      metrics << json{{"kind", "step"},       {"step", step},         {"epoch", epoch},
-                      {"loss", mean_loss},     {"acc", acc},           {"lr", lr},
-                      {"grad_norm", grad_norm}, {"images_per_s", last_img_s},
+      metrics << json{{"kind", "step"},
+                      {"step", step},
+                      {"epoch", epoch},
+                      {"loss", mean_loss},
+                      {"acc", acc},
+                      {"lr", lr},
+                      {"grad_norm", grad_norm},
+                      {"images_per_s", last_img_s},
                       {"time_s", t - t_start}}
                      .dump()
               << "\n";
@@ -445,9 +459,12 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
         << r.loss << (is_best ? " (best)" : "") << ", " << format_duration(now_seconds() - t_start)
         << " elapsed";
       progress.message(s.str());
-      metrics << json{{"kind", "epoch"},           {"step", step},
-                      {"epoch", epoch + 1},        {"test_acc", r.accuracy()},
-                      {"test_loss", r.loss},       {"images_per_s", last_img_s},
+      metrics << json{{"kind", "epoch"},
+                      {"step", step},
+                      {"epoch", epoch + 1},
+                      {"test_acc", r.accuracy()},
+                      {"test_loss", r.loss},
+                      {"images_per_s", last_img_s},
                       {"time_s", now_seconds() - t_start}}
                      .dump()
               << "\n";

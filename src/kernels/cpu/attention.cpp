@@ -24,8 +24,8 @@ HeadView head_view(int64_t bh, int64_t H, int64_t T, int64_t C, int64_t hd) {
 
 }  // namespace
 
-void attention_forward(float* out, float* probs, const float* qkv, int64_t B, int64_t T,
-                       int64_t C, int64_t H) {
+void attention_forward(float* out, float* probs, const float* qkv, int64_t B, int64_t T, int64_t C,
+                       int64_t H) {
   const int64_t hd = C / H, C3 = 3 * C;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 #pragma omp parallel for schedule(static)
@@ -66,9 +66,9 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
     const float* p = probs + bh * T * T;
     const float* dO = dout + b * T * C + h * hd;
     float* dp = scratch + omp_get_thread_num() * T * T;
-    gemm(true, false, T, hd, T, 1.0f, p, T, dO, C, beta, dv, C3);   // dV += P^T dO
-    gemm(false, true, T, T, hd, 1.0f, dO, C, v, C3, 0.0f, dp, T);   // dP = dO V^T
-    for (int64_t i = 0; i < T; i++) {                                // dS = P (dP - rowsum(P dP))
+    gemm(true, false, T, hd, T, 1.0f, p, T, dO, C, beta, dv, C3);  // dV += P^T dO
+    gemm(false, true, T, T, hd, 1.0f, dO, C, v, C3, 0.0f, dp, T);  // dP = dO V^T
+    for (int64_t i = 0; i < T; i++) {                              // dS = P (dP - rowsum(P dP))
       const float* pr = p + i * T;
       float* dr = dp + i * T;
       float dot = 0.0f;

@@ -2,8 +2,9 @@
 // denominator per channel group (reference/kat.md, "as the released kernels compute it").
 //
 // The backward is where upstream loses 100x: it adds every element's coefficient gradients into the
-// same few cells. Here each row of a group sums its 10 partials in float registers, each thread adds
-// those row sums into its own double accumulators, and the threads are reduced once at the end.
+// same few cells. Here each row of a group sums its 10 partials in float registers, each thread
+// adds those row sums into its own double accumulators, and the threads are reduced once at the
+// end.
 #include <cmath>
 #include <vector>
 
@@ -47,7 +48,8 @@ void rational_forward(float* y, const float* x, const float* num, const float* d
 #pragma omp simd
       for (int64_t c = 0; c < cpg; c++) {
         const float v = xr[c], av = std::fabs(v);
-        const float p = k.a[0] + v * (k.a[1] + v * (k.a[2] + v * (k.a[3] + v * (k.a[4] + v * k.a[5]))));
+        const float p =
+            k.a[0] + v * (k.a[1] + v * (k.a[2] + v * (k.a[3] + v * (k.a[4] + v * k.a[5]))));
         const float q = 1.0f + av * (k.b[0] + av * (k.b[1] + av * (k.b[2] + av * k.b[3])));
         yr[c] = p / q;
       }
@@ -92,7 +94,8 @@ void rational_backward(float* dx, float* dnum, float* dden, const float* dy, con
         const float p = a0 + v * (a1 + v * (a2 + v * (a3 + v * (a4 + v * a5))));
         const float dp = a1 + v * (2.0f * a2 + v * (3.0f * a3 + v * (4.0f * a4 + v * 5.0f * a5)));
         const float q = 1.0f + av * (b0[c] + av * (b1[c] + av * (b2[c] + av * b3[c])));
-        const float dq = sg * (b0[c] + av * (2.0f * b1[c] + av * (3.0f * b2[c] + av * 4.0f * b3[c])));
+        const float dq =
+            sg * (b0[c] + av * (2.0f * b1[c] + av * (3.0f * b2[c] + av * 4.0f * b3[c])));
         const float iq = 1.0f / q;
         const float f = p * iq;
         const float g = dyr[c] * iq;  // dy / Q
