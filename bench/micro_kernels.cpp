@@ -1,0 +1,155 @@
+// Google Benchmark micro-benchmarks of kat's CPU kernels at the shapes that matter: the GR-KAN
+// against the GELU it replaces on a KAT-T feed-forward activation ([128, 197, 768], 8 groups),
+// and LayerNorm, attention and linear layers of KAT-T and of the default 28x28 model.
+//
+//   build/micro_kernels [--benchmark_filter=Rational] [--benchmark_repetitions=5]
+//
+// Threads: KAT_THREADS (default: all cores). Bytes/s count every tensor read or written once.
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <vector>
+
+#include "kat/kernels.h"
+#include "kat/parallel.h"
+#include "kat/rng.h"
+
+namespace {
+
+using namespace kat;
+
+std::vector<float> random_vector(int64_t n, uint64_t seed, float scale = 1.0f) {
+  std::vector<float> v(n);
+  Rng rng(seed);
+  for (float& x : v) x = rng.normal() * scale;
+  return v;
+}
+
+// The KAT-T feed-forward activation: batch 128, 197 tokens, hidden 768.
+constexpr int64_t kRows = 128 * 197, kHidden = 768;
+constexpr int kGroups = 8;
+
+struct Activation {
+  std::vector<float> x = random_vector(kRows * kHidden, 1), dy = random_vector(kRows * kHidden, 2);
+  std::vector<float> y = std::vector<float>(kRows * kHidden),
+                     dx = std::vector<float>(kRows * kHidden);
+  std::vector<float> num = {0.0f, 0.5f, 0.3f, 0.05f, -0.01f, 0.001f};
+  std::vector<float> den = random_vector(kGroups * kRationalDen, 3, 0.3f);
+  std::vector<float> dnum = std::vector<float>(kRationalNum),
+                     dden = std::vector<float>(kGroups * kRationalDen);
+};
+
+Activation& activation() {
+  static Activation a;
+  return a;
+}
+
+void set_bytes(benchmark::State& state, int tensors) {
+  state.SetBytesProcessed(state.iterations() * tensors * kRows * kHidden * int64_t(sizeof(float)));
+}
+
+void BM_RationalForward(benchmark::State& state) {
+  Activation& a = activation();
+  for (auto _ : state)
+    rational_forward(a.y.data(), a.x.data(), a.num.data(), a.den.data(), kRows, kHidden, kGroups);
+  set_bytes(state, 2);
+}
+
+void BM_RationalForwardBackward(benchmark::State& state) {
+  Activation& a = activation();
+  for (auto _ : state) {
+    rational_forward(a.y.data(), a.x.data(), a.num.data(), a.den.data(), kRows, kHidden, kGroups);
+    rational_backward(a.dx.data(), a.dnum.data(), a.dden.data(), a.dy.data(), a.x.data(),
+                      a.num.data(), a.den.data(), kRows, kHidden, kGroups, false);
+  }
+  set_bytes(state, 5);
+}
+
+void BM_GeluForward(benchmark::State& state) {
+  Activation& a = activation();
+  for (auto _ : state) gelu_forward(a.y.data(), a.x.data(), kRows * kHidden);
+  set_bytes(state, 2);
+}
+
+void BM_GeluForwardBackward(benchmark::State& state) {
+  Activation& a = activation();
+  for (auto _ : state) {
+    gelu_forward(a.y.data(), a.x.data(), kRows * kHidden);
+    gelu_backward(a.dx.data(), a.dy.data(), a.x.data(), kRows * kHidden, false);
+  }
+  set_bytes(state, 5);
+}
+
+// LayerNorm, attention and linear layers: args are rows (B*T) and channels.
+void BM_LayerNormForwardBackward(benchmark::State& state) {
+  const int64_t R = state.range(0), C = state.range(1);
+  const auto x = random_vector(R * C, 4), dy = random_vector(R * C, 5), w = random_vector(C, 6);
+  std::vector<float> y(R * C), dx(R * C), mean(R), rstd(R), dw(C), db(C);
+  for (auto _ : state) {
+    layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), w.data(), R, C,
+                      1e-6f);
+    layernorm_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), mean.data(),
+                       rstd.data(), w.data(), R, C);
+  }
+}
+
+// args: batch, tokens, channels, heads
+void BM_AttentionForwardBackward(benchmark::State& state) {
+  const int64_t B = state.range(0), T = state.range(1), C = state.range(2), H = state.range(3);
+  const auto qkv = random_vector(B * T * 3 * C, 7), dout = random_vector(B * T * C, 8);
+  std::vector<float> out(B * T * C), probs(B * H * T * T), dqkv(B * T * 3 * C);
+  std::vector<float> scratch(num_threads() * T * T);
+  for (auto _ : state) {
+    attention_forward(out.data(), probs.data(), qkv.data(), B, T, C, H);
+    attention_backward(dqkv.data(), scratch.data(), dout.data(), qkv.data(), probs.data(), B, T, C,
+                       H, false);
+  }
+}
+
+// args: rows, in, out
+void BM_LinearForwardBackward(benchmark::State& state) {
+  const int64_t R = state.range(0), I = state.range(1), O = state.range(2);
+  const auto x = random_vector(R * I, 9), w = random_vector(O * I, 10),
+             dy = random_vector(R * O, 11);
+  std::vector<float> y(R * O), dx(R * I), dw(O * I), db(O), b(O);
+  for (auto _ : state) {
+    linear_forward(y.data(), x.data(), w.data(), b.data(), R, I, O);
+    linear_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), R, I, O, false);
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(6.0 * R * I * O * state.iterations(), benchmark::Counter::kIsRate,
+                         benchmark::Counter::kIs1000);
+}
+
+BENCHMARK(BM_RationalForward)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_RationalForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_GeluForward)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_GeluForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_LayerNormForwardBackward)
+    ->Args({128 * 50, 64})
+    ->Args({32 * 197, 192})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_AttentionForwardBackward)
+    ->Args({128, 50, 64, 4})
+    ->Args({32, 197, 192, 3})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_LinearForwardBackward)
+    ->Args({128 * 50, 64, 256})
+    ->Args({32 * 197, 192, 768})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  kat::use_short_openmp_spin(argv);
+  const char* threads = std::getenv("KAT_THREADS");
+  kat::set_num_threads(threads ? std::atoi(threads) : 0);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
