@@ -2,9 +2,9 @@
 // denominator per channel group (reference/kat.md, "as the released kernels compute it").
 //
 // The backward is where upstream loses 100x: it adds every element's coefficient gradients into the
-// same few cells. Here each row of a group sums its 10 partials in float registers, each thread
-// adds those row sums into its own double accumulators, and the threads are reduced once at the
-// end.
+// same few cells. Here each thread keeps the 10 partial sums per channel in float for up to 32
+// rows (one vector loop over a whole row, whatever the group size), flushes them into its own
+// double accumulators, and the threads are reduced once at the end, in thread order.
 #include <cmath>
 #include <vector>
 
