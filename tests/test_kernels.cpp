@@ -84,11 +84,13 @@ std::vector<float> rational_inputs(int64_t n, uint64_t seed) {
   return x;
 }
 
+// C = 24 in 4 groups takes the kernel's any-group-size path; C = 96 in 2 groups (48 channels, three
+// 16-float vectors a group) takes the vector-register path.
 struct RationalCase {
   int64_t R = 9, C = 24;
   int groups = 4;
   std::vector<float> x, num, den, dy;
-  RationalCase() {
+  explicit RationalCase(int64_t channels = 24, int groups_ = 4) : C(channels), groups(groups_) {
     x = rational_inputs(R * C, 1);
     const RationalCoefs k = rational_init("swish");
     num.assign(k.num.begin(), k.num.end());
@@ -102,8 +104,13 @@ struct RationalCase {
   }
 };
 
-TEST(Rational, MatchesDoubleReference) {
-  RationalCase t;
+class RationalPaths : public ::testing::TestWithParam<std::pair<int64_t, int>> {};
+INSTANTIATE_TEST_SUITE_P(GroupSizes, RationalPaths,
+                         ::testing::Values(std::make_pair(int64_t{24}, 4),
+                                           std::make_pair(int64_t{96}, 2)));
+
+TEST_P(RationalPaths, MatchesDoubleReference) {
+  RationalCase t(GetParam().first, GetParam().second);
   const int64_t n = t.R * t.C;
   std::vector<float> y(n), dx(n, 0), dnum(6, 0), dden(4 * t.groups, 0);
   rational_forward(y.data(), t.x.data(), t.num.data(), t.den.data(), t.R, t.C, t.groups);
@@ -124,8 +131,8 @@ TEST(Rational, MatchesDoubleReference) {
     EXPECT_NEAR(dden[i], ddr[i], 1e-4 * (1 + std::fabs(ddr[i]))) << i;
 }
 
-TEST(Rational, FiniteDifferenceGradients) {
-  RationalCase t;
+TEST_P(RationalPaths, FiniteDifferenceGradients) {
+  RationalCase t(GetParam().first, GetParam().second);
   const int64_t n = t.R * t.C;
   std::vector<float> y(n), dx(n, 0), dnum(6, 0), dden(4 * t.groups, 0);
   auto loss = [&] {
@@ -286,7 +293,7 @@ TEST(Backward, OverwriteModeEqualsAccumulatingIntoZeros) {
     run(over.data(), false);
     for (int64_t i = 0; i < n; i++) ASSERT_EQ(acc[i], over[i]) << what << "[" << i << "]";
   };
-  std::vector<float> dw(O * C), dnum(6), dden(16);
+  std::vector<float> dw(O * C), dnum(6), dden(16), dden_wide(8);
   both("linear", R * C, [&](float* dx, bool a) {
     linear_backward(dx, dw.data(), nullptr, dyo.data(), x.data(), w.data(), R, C, O, a);
   });
@@ -294,6 +301,11 @@ TEST(Backward, OverwriteModeEqualsAccumulatingIntoZeros) {
   both("rational", R * C, [&](float* dx, bool a) {
     rational_backward(dx, dnum.data(), dden.data(), dy.data(), x.data(), num.data(), den.data(), R,
                       C, 4, a);
+  });
+  const auto x_wide = testing::randn(R * 32, 9), dy_wide = testing::randn(R * 32, 10);
+  both("rational, groups of 16", R * 32, [&](float* dx, bool a) {  // the vector-register path
+    rational_backward(dx, dnum.data(), dden_wide.data(), dy_wide.data(), x_wide.data(), num.data(),
+                      den.data(), R, 32, 2, a);
   });
   const auto qkv = testing::randn(B * T * 3 * C, 7), dout = testing::randn(B * T * C, 8);
   std::vector<float> probs(B * H * T * T), out(B * T * C), scratch(num_threads() * T * T);
