@@ -49,9 +49,32 @@ def adamw(model: torch.nn.Module) -> torch.optim.AdamW:
                               {"params": rest, "weight_decay": 0.0}], lr=1e-3)
 
 
+def op_benchmark(args) -> None:
+    """Times one activation, forward + backward with autograd, on a random tensor: the GR-KAN
+    rational as kat_torch.rational computes it (tensor ops, as upstream's PyTorch path) or GELU."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    shape = [int(s) for s in args.shape.split(",")]
+    x = torch.randn(*shape, requires_grad=True)
+    dy = torch.randn(*shape)
+    num = torch.tensor([[0.0, 0.5, 0.3, 0.05, -0.01, 0.001]], requires_grad=True)
+    den = (torch.randn(args.groups, 4) * 0.3).requires_grad_()
+    times = []
+    for i in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        y = kat_torch.rational(x, num, den, args.groups) if args.op == "rational" else F.gelu(x)
+        y.backward(dy)
+        x.grad = num.grad = den.grad = None
+        if i >= args.warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    print(json.dumps({"mode": "op", "op": args.op, "shape": shape, "threads": args.threads,
+                      "ms_median": statistics.median(times), "ms_min": min(times),
+                      "ms": [round(t, 3) for t in times]}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("mode", choices=("train", "infer"))
+    ap.add_argument("mode", choices=("train", "infer", "op"))
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--arch", default="kat_fmnist",
                      help="kat_fmnist, vit_fmnist, kat_tiny_patch16_224, vit_tiny_patch16_224, ...")
@@ -61,7 +84,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="timed steps")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--op", choices=("rational", "gelu"), default="rational",
+                    help="op mode: the activation timed forward + backward")
+    ap.add_argument("--shape", default="128,197,768", help="op mode: the input shape")
+    ap.add_argument("--groups", type=int, default=8, help="op mode: rational groups")
     args = ap.parse_args()
+    if args.mode == "op":
+        op_benchmark(args)
+        return
 
     load_before = os.getloadavg()[0]  # other busy processes make 2-thread timings meaningless
     torch.set_num_threads(args.threads)
