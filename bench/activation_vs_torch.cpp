@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -17,6 +16,7 @@
 #include "kat/kernels.h"
 #include "kat/parallel.h"
 #include "kat/rng.h"
+#include "peer.h"
 
 namespace {
 
@@ -29,11 +29,6 @@ struct Options {
   bool torch = true;
 };
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 // Median milliseconds of `runs` calls of f after one warm-up call.
 template <class F>
 double time_ms(int runs, F&& f) {
@@ -44,22 +39,16 @@ double time_ms(int runs, F&& f) {
     f();
     ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
   }
-  return median(ms);
+  return bench::median(ms);
 }
 
 double torch_ms(const std::string& op, const Options& o) {
-  const std::string cmd = "/usr/bin/python3 " KAT_TOOLS_DIR "/torch_peer.py op --op " + op +
-                          " --shape " + std::to_string(o.rows) + "," + std::to_string(o.channels) +
-                          " --groups " + std::to_string(o.groups) + " --threads " +
-                          std::to_string(o.threads) + " --steps " + std::to_string(o.runs) +
-                          " --warmup 1";
-  FILE* p = popen(cmd.c_str(), "r");
-  check(p != nullptr, "cannot run ", cmd);
-  std::string out;
-  char buf[4096];
-  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  check(pclose(p) == 0, "the PyTorch peer failed (scripts/setup --tools installs it):\n", out);
-  return nlohmann::json::parse(out.substr(out.rfind('{'))).at("ms_median").get<double>();
+  return bench::run_torch_peer(
+             "op --op " + op + " --shape " + std::to_string(o.rows) + "," +
+             std::to_string(o.channels) + " --groups " + std::to_string(o.groups) + " --threads " +
+             std::to_string(o.threads) + " --steps " + std::to_string(o.runs) + " --warmup 1")
+      .at("ms_median")
+      .get<double>();
 }
 
 int run(int argc, char** argv) {

@@ -10,9 +10,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
-#include <iostream>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -23,6 +20,7 @@
 #include "kat/optim.h"
 #include "kat/parallel.h"
 #include "kat/rng.h"
+#include "peer.h"
 
 namespace {
 
@@ -33,12 +31,6 @@ struct Options {
   int batch = 128, threads = 2, steps = 20, warmup = 3, runs = 5;
   bool torch = true;
 };
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 // Images per second of `steps` kat training steps after `warmup` untimed ones.
 double kat_images_per_s(const ModelConfig& c, const Options& o) {
@@ -66,19 +58,12 @@ double kat_images_per_s(const ModelConfig& c, const Options& o) {
 }
 
 double torch_images_per_s(const std::string& config_path, const Options& o) {
-  const std::string cmd = "/usr/bin/python3 " KAT_TOOLS_DIR "/torch_peer.py train --config-json " +
-                          config_path + " --batch " + std::to_string(o.batch) + " --threads " +
-                          std::to_string(o.threads) + " --steps " + std::to_string(o.steps) +
-                          " --warmup " + std::to_string(o.warmup);
-  FILE* p = popen(cmd.c_str(), "r");
-  check(p != nullptr, "cannot run ", cmd);
-  std::string out;
-  char buf[4096];
-  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  check(pclose(p) == 0,
-        "the PyTorch peer failed (is python3-torch installed? scripts/setup --tools)", ":\n", out);
-  const auto line = out.substr(out.rfind('{'));
-  return nlohmann::json::parse(line).at("images_per_s").get<double>();
+  return bench::run_torch_peer("train --config-json " + config_path + " --batch " +
+                               std::to_string(o.batch) + " --threads " + std::to_string(o.threads) +
+                               " --steps " + std::to_string(o.steps) + " --warmup " +
+                               std::to_string(o.warmup))
+      .at("images_per_s")
+      .get<double>();
 }
 
 Options parse(int argc, char** argv) {
@@ -132,12 +117,13 @@ int run(int argc, char** argv) {
   }
   std::remove(config_path.c_str());
   const auto [kmin, kmax] = std::minmax_element(ks.begin(), ks.end());
-  std::printf("kat   median %.1f img/s (min %.1f, max %.1f)\n", median(ks), *kmin, *kmax);
+  std::printf("kat   median %.1f img/s (min %.1f, max %.1f)\n", bench::median(ks), *kmin, *kmax);
   if (o.torch) {
     const auto [tmin, tmax] = std::minmax_element(ts.begin(), ts.end());
     const auto [rmin, rmax] = std::minmax_element(rs.begin(), rs.end());
-    std::printf("torch median %.1f img/s (min %.1f, max %.1f)\n", median(ts), *tmin, *tmax);
-    std::printf("ratio kat/torch: median %.2fx (min %.2fx, max %.2fx)\n", median(rs), *rmin, *rmax);
+    std::printf("torch median %.1f img/s (min %.1f, max %.1f)\n", bench::median(ts), *tmin, *tmax);
+    std::printf("ratio kat/torch: median %.2fx (min %.2fx, max %.2fx)\n", bench::median(rs), *rmin,
+                *rmax);
   }
   return 0;
 }

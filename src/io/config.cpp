@@ -163,14 +163,13 @@ ModelConfig config_from_json(const std::string& text, const std::string& origin)
       check(get<bool>(m, "qkv_bias", origin), origin, ": qkv_bias=false is not supported");
     if (m.contains("drop_rate")) c.drop_rate = get<float>(m, "drop_rate", origin);
     if (m.contains("drop_path_rate")) c.drop_path_rate = get<float>(m, "drop_path_rate", origin);
-    if (m.contains("global_pool"))
-      c.global_pool = get<std::string>(m, "global_pool", origin);
-    else if (j.contains("global_pool"))
-      c.global_pool = get<std::string>(j, "global_pool", origin);
-    if (j.contains("global_pool"))
-      check(get<std::string>(j, "global_pool", origin) == c.global_pool, origin, ": global_pool \"",
-            get<std::string>(j, "global_pool", origin), "\" differs from model_args.global_pool \"",
-            c.global_pool, "\"");
+    if (m.contains("global_pool")) c.global_pool = get<std::string>(m, "global_pool", origin);
+    if (j.contains("global_pool")) {  // timm repeats it at the top level
+      const auto top = get<std::string>(j, "global_pool", origin);
+      if (!m.contains("global_pool")) c.global_pool = top;
+      check(top == c.global_pool, origin, ": global_pool \"", top,
+            "\" differs from model_args.global_pool \"", c.global_pool, "\"");
+    }
     if (!j.contains("pretrained_cfg")) c.mean = c.std = {};
   }
   if (j.contains("num_classes")) {
