@@ -97,12 +97,12 @@ void BM_LayerNormForwardBackward(benchmark::State& state) {
 void BM_AttentionForwardBackward(benchmark::State& state) {
   const int64_t B = state.range(0), T = state.range(1), C = state.range(2), H = state.range(3);
   const auto qkv = random_vector(B * T * 3 * C, 7), dout = random_vector(B * T * C, 8);
-  std::vector<float> out(B * T * C), probs(B * H * T * T), dqkv(B * T * 3 * C);
-  std::vector<float> scratch(num_threads() * T * T);
+  std::vector<float> out(B * T * C), lse(B * H * T), dqkv(B * T * 3 * C);
+  std::vector<float> scratch(attention_scratch_floats());
   for (auto _ : state) {
-    attention_forward(out.data(), probs.data(), qkv.data(), B, T, C, H);
-    attention_backward(dqkv.data(), scratch.data(), dout.data(), qkv.data(), probs.data(), B, T, C,
-                       H, false);
+    attention_forward(out.data(), lse.data(), scratch.data(), qkv.data(), B, T, C, H);
+    attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), qkv.data(), lse.data(),
+                       B, T, C, H, false, false);
   }
 }
 

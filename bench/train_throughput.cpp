@@ -1,12 +1,14 @@
 // Training throughput of kat against PyTorch, same model, batch and threads, run in one go.
 //
 //   build/train_throughput [--config kat_fmnist] [--batch 128] [--threads 2] [--steps 20]
-//                          [--warmup 3] [--runs 5] [--no-torch]
+//                          [--warmup 3] [--runs 5] [--no-torch] [--baseline vit_fmnist]
 //
 // Each run times `steps` training steps (forward, label-smoothed cross-entropy, backward, gradient
 // clipping, AdamW) of kat in this process, then the same of tools/torch_peer.py (Debian's
 // python3-torch) on the same config.json; runs alternate so drift hits both alike. Prints images/s
 // per run, the medians with their spread, and the ratio kat / PyTorch of the medians.
+// --baseline NAME also times kat on a second config in each run (the ViT of the same backbone, for
+// issue #3's "KAT step <= 1.10x ViT step") and prints the step-time ratio config / baseline.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -27,7 +29,7 @@ namespace {
 using namespace kat;
 
 struct Options {
-  std::string config = "kat_fmnist";
+  std::string config = "kat_fmnist", baseline;
   int batch = 128, threads = 2, steps = 20, warmup = 3, runs = 5;
   bool torch = true;
 };
@@ -86,6 +88,8 @@ Options parse(int argc, char** argv) {
       o.warmup = std::stoi(value());
     else if (a == "--runs")
       o.runs = std::stoi(value());
+    else if (a == "--baseline")
+      o.baseline = value();
     else if (a == "--no-torch")
       o.torch = false;
     else
@@ -102,28 +106,42 @@ int run(int argc, char** argv) {
   write_file_atomic(config_path, config_to_json(c));
   std::printf("training throughput, %s, batch %d, %d threads, %d timed steps per run\n",
               c.architecture.c_str(), o.batch, o.threads, o.steps);
-  std::printf("%4s %14s %14s %8s\n", "run", "kat img/s", "torch img/s", "ratio");
-  std::vector<double> ks, ts, rs;
+  std::printf("%4s %14s %14s %8s", "run", "kat img/s", "torch img/s", "ratio");
+  if (!o.baseline.empty()) std::printf(" %16s %10s", "baseline img/s", "step ratio");
+  std::printf("\n");
+  const ModelConfig base = o.baseline.empty() ? c : resolve_config(o.baseline);
+  std::vector<double> ks, ts, rs, bs, srs;
   for (int r = 0; r < o.runs; r++) {
     ks.push_back(kat_images_per_s(c, o));
+    std::printf("%4d %14.1f", r + 1, ks.back());
     if (o.torch) {
       ts.push_back(torch_images_per_s(config_path, o));
       rs.push_back(ks.back() / ts.back());
-      std::printf("%4d %14.1f %14.1f %7.2fx\n", r + 1, ks.back(), ts.back(), rs.back());
+      std::printf(" %14.1f %7.2fx", ts.back(), rs.back());
     } else {
-      std::printf("%4d %14.1f\n", r + 1, ks.back());
+      std::printf(" %14s %8s", "-", "-");
     }
+    if (!o.baseline.empty()) {
+      bs.push_back(kat_images_per_s(base, o));
+      srs.push_back(bs.back() / ks.back());  // step time of config / step time of baseline
+      std::printf(" %16.1f %9.3fx", bs.back(), srs.back());
+    }
+    std::printf("\n");
     std::fflush(stdout);
   }
   std::remove(config_path.c_str());
-  const auto [kmin, kmax] = std::minmax_element(ks.begin(), ks.end());
-  std::printf("kat   median %.1f img/s (min %.1f, max %.1f)\n", bench::median(ks), *kmin, *kmax);
+  auto summary = [](const char* what, const std::vector<double>& v, const char* unit) {
+    const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+    std::printf("%s median %.3g%s (min %.3g, max %.3g)\n", what, bench::median(v), unit, *lo, *hi);
+  };
+  summary("kat   ", ks, " img/s");
   if (o.torch) {
-    const auto [tmin, tmax] = std::minmax_element(ts.begin(), ts.end());
-    const auto [rmin, rmax] = std::minmax_element(rs.begin(), rs.end());
-    std::printf("torch median %.1f img/s (min %.1f, max %.1f)\n", bench::median(ts), *tmin, *tmax);
-    std::printf("ratio kat/torch: median %.2fx (min %.2fx, max %.2fx)\n", bench::median(rs), *rmin,
-                *rmax);
+    summary("torch ", ts, " img/s");
+    summary("ratio kat/torch:", rs, "x");
+  }
+  if (!o.baseline.empty()) {
+    summary(("kat " + base.architecture).c_str(), bs, " img/s");
+    summary(("step time " + c.architecture + " / " + base.architecture + ":").c_str(), srs, "x");
   }
   return 0;
 }

@@ -196,29 +196,80 @@ TEST(Rational, LargeTensorCoefficientGradientsStayAccurate) {
   for (int i = 0; i < 4 * groups; i++) EXPECT_NEAR(dden[i], ddr[i], 1e-5 * std::fabs(ddr[i])) << i;
 }
 
-TEST(Attention, Gradients) {
-  const int64_t B = 2, T = 5, C = 8, H = 2;
-  auto qkv = randn(B * T * 3 * C, 1), wy = randn(B * T * C, 2);
-  std::vector<float> out(B * T * C), probs(B * H * T * T), dqkv(qkv.size(), 0);
-  std::vector<float> scratch(num_threads() * T * T);
-  auto loss = [&] {
-    attention_forward(out.data(), probs.data(), qkv.data(), B, T, C, H);
-    return dot(wy, out.data());
-  };
-  loss();
-  attention_backward(dqkv.data(), scratch.data(), wy.data(), qkv.data(), probs.data(), B, T, C, H);
-  expect_gradient(loss, qkv, dqkv, "dqkv", 1e-2f, 2e-3, 2e-2, 1000);
+// The tiled kernel against the whole-matrix double reference, bidirectional and causal, at lengths
+// around the tile sizes (one block, several, a ragged last block) and with tiny tiles that force
+// the online softmax through many key blocks.
+struct AttentionCase {
+  int64_t T;
+  bool causal;
+  AttentionTiles tiles;
+};
+
+class AttentionVsReference : public ::testing::TestWithParam<AttentionCase> {};
+
+TEST_P(AttentionVsReference, ForwardAndBackward) {
+  const auto [T, causal, tiles] = GetParam();
+  const int64_t B = 2, C = 16, H = 2;
+  const auto qkv = randn(B * T * 3 * C, 1, 1.5f), dout = randn(B * T * C, 2);
+  std::vector<float> out(B * T * C), lse(B * H * T), dqkv(qkv.size(), 0.5f);
+  std::vector<float> scratch(attention_scratch_floats(tiles));
+  attention_forward(out.data(), lse.data(), scratch.data(), qkv.data(), B, T, C, H, causal, tiles);
+  attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), qkv.data(), lse.data(),
+                     B, T, C, H, causal, true, tiles);
+  std::vector<double> qd(qkv.begin(), qkv.end()), dod(dout.begin(), dout.end());
+  std::vector<double> out_ref(out.size()), dqkv_ref(qkv.size(), 0.5);
+  attention_forward_ref(out_ref.data(), qd.data(), B, T, C, H, causal);
+  attention_backward_ref(dqkv_ref.data(), dod.data(), qd.data(), B, T, C, H, causal);
+  for (size_t i = 0; i < out.size(); i++) ASSERT_NEAR(out[i], out_ref[i], 2e-5) << "out " << i;
+  for (size_t i = 0; i < dqkv.size(); i++) ASSERT_NEAR(dqkv[i], dqkv_ref[i], 5e-5) << "dqkv " << i;
 }
 
-TEST(Attention, RowsAreProbabilities) {
-  const int64_t B = 1, T = 6, C = 4, H = 1;
-  auto qkv = randn(B * T * 3 * C, 5, 4.0f);
-  std::vector<float> out(B * T * C), probs(T * T);
-  attention_forward(out.data(), probs.data(), qkv.data(), B, T, C, H);
-  for (int64_t i = 0; i < T; i++) {
-    double s = 0;
-    for (int64_t j = 0; j < T; j++) s += probs[i * T + j];
-    EXPECT_NEAR(s, 1.0, 1e-5);
+INSTANTIATE_TEST_SUITE_P(
+    Lengths, AttentionVsReference,
+    ::testing::Values(AttentionCase{1, false, {}}, AttentionCase{1, true, {}},
+                      AttentionCase{70, false, {}}, AttentionCase{70, true, {}},
+                      AttentionCase{197, false, {}}, AttentionCase{600, false, {}},
+                      AttentionCase{600, true, {}}, AttentionCase{13, false, {3, 4}},
+                      AttentionCase{13, true, {3, 4}}, AttentionCase{40, true, {8, 16}}),
+    [](const ::testing::TestParamInfo<AttentionCase>& info) {
+      const AttentionCase& c = info.param;
+      return "T" + std::to_string(c.T) + (c.causal ? "_causal" : "") + "_tiles" +
+             std::to_string(c.tiles.q) + "x" + std::to_string(c.tiles.k);
+    });
+
+TEST(Attention, GradientsThroughManyTiles) {
+  const int64_t B = 2, T = 11, C = 8, H = 2;
+  for (bool causal : {false, true}) {
+    const AttentionTiles tiles{3, 4};  // 11 is a multiple of neither
+    auto qkv = randn(B * T * 3 * C, 1), wy = randn(B * T * C, 2);
+    std::vector<float> out(B * T * C), lse(B * H * T), dqkv(qkv.size(), 0);
+    std::vector<float> scratch(attention_scratch_floats(tiles));
+    auto loss = [&] {
+      attention_forward(out.data(), lse.data(), scratch.data(), qkv.data(), B, T, C, H, causal,
+                        tiles);
+      return dot(wy, out.data());
+    };
+    loss();
+    attention_backward(dqkv.data(), scratch.data(), wy.data(), out.data(), qkv.data(), lse.data(),
+                       B, T, C, H, causal, true, tiles);
+    expect_gradient(loss, qkv, dqkv, causal ? "dqkv causal" : "dqkv", 1e-2f, 2e-3, 2e-2, 1000);
+  }
+}
+
+// Scores far beyond exp's float range: the online softmax must keep every output a convex
+// combination of the values (here all ones) across key blocks, and lse finite.
+TEST(Attention, LargeScoresStayFinite) {
+  const int64_t B = 1, T = 50, C = 4, H = 1;
+  auto qkv = randn(B * T * 3 * C, 5, 60.0f);
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t d = 0; d < C; d++) qkv[t * 3 * C + 2 * C + d] = 1.0f;
+  const AttentionTiles tiles{8, 8};
+  std::vector<float> out(B * T * C), lse(T), scratch(attention_scratch_floats(tiles));
+  for (bool causal : {false, true}) {
+    attention_forward(out.data(), lse.data(), scratch.data(), qkv.data(), B, T, C, H, causal,
+                      tiles);
+    for (float o : out) ASSERT_NEAR(o, 1.0f, 1e-5f);
+    for (float l : lse) ASSERT_TRUE(std::isfinite(l));
   }
 }
 
@@ -308,10 +359,11 @@ TEST(Backward, OverwriteModeEqualsAccumulatingIntoZeros) {
                       den.data(), R, 32, 2, a);
   });
   const auto qkv = testing::randn(B * T * 3 * C, 7), dout = testing::randn(B * T * C, 8);
-  std::vector<float> probs(B * H * T * T), out(B * T * C), scratch(num_threads() * T * T);
-  attention_forward(out.data(), probs.data(), qkv.data(), B, T, C, H);
+  std::vector<float> lse(B * H * T), out(B * T * C), scratch(attention_scratch_floats());
+  attention_forward(out.data(), lse.data(), scratch.data(), qkv.data(), B, T, C, H);
   both("attention", B * T * 3 * C, [&](float* dqkv, bool a) {
-    attention_backward(dqkv, scratch.data(), dout.data(), qkv.data(), probs.data(), B, T, C, H, a);
+    attention_backward(dqkv, scratch.data(), dout.data(), out.data(), qkv.data(), lse.data(), B, T,
+                       C, H, false, a);
   });
 }
 

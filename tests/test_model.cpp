@@ -4,8 +4,10 @@
 #include <cmath>
 
 #include "gradcheck.h"
+#include "heap_count.h"
 #include "kat/error.h"
 #include "kat/model.h"
+#include "kat/optim.h"
 
 namespace kat {
 namespace {
@@ -128,6 +130,33 @@ TEST(Model, BadConfigsAreErrors) {
   c = tiny(Ffn::Mlp);
   c.num_heads = 3;
   EXPECT_THROW(VisionTransformer m(c), Error);
+}
+
+// Memory is planned once per shape: after the first step at a batch size, a whole training step
+// (forward with dropout and drop-path, backward, clipping, AdamW) makes no heap allocation, nor
+// does a step at a smaller batch.
+TEST(Model, TrainingStepAllocatesNothingOnceMemoryIsPlanned) {
+  ModelConfig c = tiny(Ffn::Kan);
+  c.drop_rate = 0.1f, c.drop_path_rate = 0.1f;
+  VisionTransformer m(c);
+  m.init(1);
+  AdamW opt(m.params(), AdamWConfig{});
+  const int64_t B = 4;
+  const auto images = testing::randn(B * c.in_chans * c.img_size * c.img_size, 5);
+  const int32_t labels[B] = {1, 4, 0, 2};
+  auto step = [&](int64_t batch, uint64_t seed) {
+    m.params().zero_grad();
+    m.forward(images.data(), labels, batch, true, 0.1f, seed);
+    m.backward();
+    clip_grad_norm(m.params(), 1.0f);
+    opt.step(1e-3f);
+  };
+  step(B, 0);
+  const int64_t before = testing::heap_allocations();
+  step(B, 1);
+  step(B - 1, 2);
+  m.forward(images.data(), nullptr, B, false);
+  EXPECT_EQ(testing::heap_allocations() - before, 0);
 }
 
 }  // namespace

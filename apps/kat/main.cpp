@@ -16,6 +16,7 @@
 
 #include "kat/checkpoint.h"
 #include "kat/config.h"
+#include "kat/cpu.h"
 #include "kat/data.h"
 #include "kat/error.h"
 #include "kat/files.h"
@@ -367,7 +368,7 @@ int run(int argc, char** argv) {
     return 0;
   }
   if (cmd == "--version") {
-    std::cout << "kat 0.1.0\n";
+    std::cout << "kat 0.1.0 (kernels built for " << kat::build_instruction_set() << ")\n";
     return 0;
   }
   const std::map<std::string, std::pair<int (*)(int, char**), const char*>> commands = {
@@ -391,6 +392,7 @@ int run(int argc, char** argv) {
 int main(int argc, char** argv) {
   kat::use_short_openmp_spin(argv);
   try {
+    kat::require_build_cpu_features();
     return run(argc, argv);
   } catch (const kat::Error& e) {
     std::cerr << "kat: error: " << e.what() << "\n";

@@ -52,15 +52,30 @@ void rational_backward_ref(double* dx, double* dnum, double* dden, const double*
                            const double* x, const double* num, const double* den, int64_t R,
                            int64_t C, int groups);
 
-// ---- Multi-head softmax self-attention ------------------------------------------------------
+// ---- Multi-head softmax attention, exact, tiled (FlashAttention-2 form) -----------------------
 // qkv[B, T, 3C] holds q, k, v, each [H heads x hd] (hd = C / H), as timm lays them out.
-// out[B, T, C]: heads concatenated.  probs[B, H, T, T] saved for the backward.
-void attention_forward(float* out, float* probs, const float* qkv, int64_t B, int64_t T, int64_t C,
-                       int64_t H);
-// dqkv[B, T, 3C] += ... ; scratch: num_threads() * T * T floats.
-void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
-                        const float* probs, int64_t B, int64_t T, int64_t C, int64_t H,
-                        bool accumulate = true);
+// out[B, T, C]: heads concatenated. lse[B, H, T]: each query's log-sum-exp of its scaled scores,
+// the only thing saved for the backward besides out. causal: query i sees keys j <= i.
+// Queries go in blocks of at most `q` rows against key blocks of `k` columns with an online
+// softmax, so memory is O(T): no T x T matrix, forward or backward.
+struct AttentionTiles {
+  int64_t q = 64, k = 512;
+};
+// Floats of scratch the two functions need with the current thread count.
+int64_t attention_scratch_floats(AttentionTiles tiles = {});
+void attention_forward(float* out, float* lse, float* scratch, const float* qkv, int64_t B,
+                       int64_t T, int64_t C, int64_t H, bool causal = false,
+                       AttentionTiles tiles = {});
+// dqkv[B, T, 3C] += gradient of out given dout[B, T, C], out and lse of the forward.
+void attention_backward(float* dqkv, float* scratch, const float* dout, const float* out,
+                        const float* qkv, const float* lse, int64_t B, int64_t T, int64_t C,
+                        int64_t H, bool causal = false, bool accumulate = true,
+                        AttentionTiles tiles = {});
+// Plain double-precision reference forming the whole score matrix; the backward accumulates.
+void attention_forward_ref(double* out, const double* qkv, int64_t B, int64_t T, int64_t C,
+                           int64_t H, bool causal);
+void attention_backward_ref(double* dqkv, const double* dout, const double* qkv, int64_t B,
+                            int64_t T, int64_t C, int64_t H, bool causal);
 
 // ---- Softmax cross-entropy with label smoothing over logits[B, V] ---------------------------
 // losses[b] = -(1 - eps) log p[b, y_b] - (eps / V) sum_j log p[b, j]; probs saved.

@@ -3,6 +3,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -21,20 +22,32 @@ int num_threads();
 // GOMP_SPINCOUNT=10000.
 void use_short_openmp_spin(char** argv);
 
+// A buffer of at least n values that belongs to the calling thread and keeps its memory between
+// calls, so a kernel run again on the same shapes allocates nothing (memory is planned by use).
+// Tag tells apart the buffers of different call sites; the contents on return are whatever the
+// last user left.
+template <class T, class Tag>
+T* thread_buffer(std::size_t n) {
+  thread_local std::vector<T> buffer;
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
+}
+
 // Deterministic parallel reduction. body(acc) runs once on every thread of a parallel region
 // (split the work inside it with `#pragma omp for`) and adds into that thread's own zeroed
 // accumulator of `width` values; the accumulators are then summed in thread order, so the result
-// is the same on every run with the same thread count, whichever thread finishes first.
+// is the same on every run with the same thread count, whichever thread finishes first. Returns
+// the `width` sums, valid until this call site runs again on this thread.
 template <class T, class Body>
-std::vector<T> parallel_sum(int64_t width, Body&& body) {
+const T* parallel_sum(int64_t width, Body&& body) {
   const int threads = num_threads();
-  std::vector<T> parts(static_cast<std::size_t>(threads * width), T(0));
+  T* parts = thread_buffer<T, Body>(static_cast<std::size_t>(threads * width));
+  std::fill(parts, parts + threads * width, T(0));
 #pragma omp parallel num_threads(threads)
-  body(parts.data() + omp_get_thread_num() * width);
-  std::vector<T> total(parts.begin(), parts.begin() + width);
+  body(parts + omp_get_thread_num() * width);
   for (int t = 1; t < threads; t++)
-    for (int64_t i = 0; i < width; i++) total[i] += parts[t * width + i];
-  return total;
+    for (int64_t i = 0; i < width; i++) parts[i] += parts[t * width + i];
+  return parts;
 }
 
 }  // namespace kat

@@ -19,7 +19,7 @@ struct BlockParams {
 };
 
 struct LayerActs {
-  float *ln1, *ln1_mean, *ln1_rstd, *qkv, *probs, *atty, *res1;
+  float *ln1, *ln1_mean, *ln1_rstd, *qkv, *lse, *atty, *res1;
   float *ln2, *ln2_mean, *ln2_rstd, *a1, *h, *a2, *res2;
   float *mask1, *mask2;  // dropout x drop-path scales of the two branches (null when off)
 };
@@ -165,7 +165,7 @@ void VisionTransformer::plan(int64_t B) {
   a.layers.assign(c.depth, LayerActs{});
   for (LayerActs& l : a.layers) {
     take(l.ln1, BT * d), take(l.ln1_mean, BT), take(l.ln1_rstd, BT), take(l.qkv, BT * 3 * d);
-    take(l.probs, B * H * T * T), take(l.atty, BT * d), take(l.res1, BT * d);
+    take(l.lse, B * H * T), take(l.atty, BT * d), take(l.res1, BT * d);
     take(l.ln2, BT * d), take(l.ln2_mean, BT), take(l.ln2_rstd, BT);
     l.a1 = nullptr, l.mask1 = l.mask2 = nullptr;
     if (kan) take(l.a1, BT * d);
@@ -177,7 +177,7 @@ void VisionTransformer::plan(int64_t B) {
   take(a.dres, BT * d), take(a.dtmp, BT * d), take(a.dln, BT * d), take(a.dqkv, BT * 3 * d);
   take(a.datty, BT * d), take(a.da1, BT * d), take(a.dh, BT * hid), take(a.da2, BT * hid);
   take(a.dlogits, B * V), take(a.dlnf, B * d), take(a.dcls, B * d), take(a.dpe, B * N * d);
-  take(a.scratch, static_cast<int64_t>(num_threads()) * T * T);
+  take(a.scratch, attention_scratch_floats());
   int64_t total = 0;
   for (auto& f : fields) total += f.second;
   a.buf.assign(total, 0.0f);
@@ -254,7 +254,7 @@ float VisionTransformer::forward(const float* images, const int32_t* labels, int
     layernorm_forward(L.ln1, L.ln1_mean, L.ln1_rstd, x, P.value(bp.norm1_w), P.value(bp.norm1_b),
                       BT, d, c.layernorm_eps);
     linear_forward(L.qkv, L.ln1, P.value(bp.qkv_w), P.value(bp.qkv_b), BT, d, 3 * d);
-    attention_forward(L.atty, L.probs, L.qkv, B, T, d, H);
+    attention_forward(L.atty, L.lse, a.scratch, L.qkv, B, T, d, H);
     linear_forward(L.res1, L.atty, P.value(bp.proj_w), P.value(bp.proj_b), BT, d, d);
     if (drop) multiply(L.res1, L.mask1, BT * d);
     add_inplace(L.res1, x, BT * d);
@@ -373,7 +373,7 @@ void VisionTransformer::backward() {
     }
     linear_backward(a.datty, P.grad(bp.proj_w), P.grad(bp.proj_b), dbranch, L.atty,
                     P.value(bp.proj_w), BT, d, d, false);
-    attention_backward(a.dqkv, a.scratch, a.datty, L.qkv, L.probs, B, T, d, H, false);
+    attention_backward(a.dqkv, a.scratch, a.datty, L.atty, L.qkv, L.lse, B, T, d, H, false, false);
     linear_backward(a.dln, P.grad(bp.qkv_w), P.grad(bp.qkv_b), a.dqkv, L.ln1, P.value(bp.qkv_w), BT,
                     d, 3 * d, false);
     layernorm_backward(a.dres, P.grad(bp.norm1_w), P.grad(bp.norm1_b), a.dln, x_in, L.ln1_mean,

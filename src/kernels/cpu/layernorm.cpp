@@ -32,7 +32,7 @@ void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const 
                         const float* mean, const float* rstd, const float* w, int64_t R,
                         int64_t C) {
   // Parameter gradients are summed per thread, then reduced once: no shared cell per row.
-  const std::vector<float> sums = parallel_sum<float>(2 * C, [&](float* pw) {
+  const float* sums = parallel_sum<float>(2 * C, [&](float* pw) {
     float* pb = pw + C;
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < R; r++) {

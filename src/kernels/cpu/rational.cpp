@@ -5,6 +5,7 @@
 // same few cells. Here each thread keeps the 10 partial sums per channel in float for up to 32
 // rows (one vector loop over a whole row, whatever the group size), flushes them into its own
 // double accumulators, and the threads are reduced once at the end, in thread order.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -65,31 +66,32 @@ constexpr int kFlushRows = 32;  // float partials cover at most this many rows, 
 
 // Coefficient-gradient sums of any group size: per thread and channel, sum dy x^i / Q (i < 6) and
 // sum -dy F / Q |x|^i (i = 1..4) in float over up to kFlushRows rows, then in double; one vector
-// loop covers a whole row. Writes dx; returns the sums per group, [groups, 10].
-std::vector<double> backward_any_group_size(float* dx, const float* dy, const float* x,
-                                            const float* num, const float* den, int64_t R,
-                                            int64_t C, int groups, bool accumulate) {
+// loop covers a whole row. Writes dx and the sums per group, totals[groups, 10].
+void backward_any_group_size(double* totals, float* dx, const float* dy, const float* x,
+                             const float* num, const float* den, int64_t R, int64_t C, int groups,
+                             bool accumulate) {
   const int64_t cpg = C / groups;
   // |b| per channel, so one vector loop covers a whole row whatever the group size.
-  std::vector<float> absb(static_cast<size_t>(kRationalDen * C));
+  float* absb = thread_buffer<float, struct AbsDen>(kRationalDen * C);
   for (int i = 0; i < kRationalDen; i++)
     for (int64_t c = 0; c < C; c++) absb[i * C + c] = std::fabs(den[(c / cpg) * kRationalDen + i]);
   const float a0 = num[0], a1 = num[1], a2 = num[2], a3 = num[3], a4 = num[4], a5 = num[5];
-  const std::vector<double> sums = parallel_sum<double>(kPartials * C, [&](double* acc) {
-    std::vector<float> part(static_cast<size_t>(kPartials * C), 0.0f);
+  const double* sums = parallel_sum<double>(kPartials * C, [&](double* acc) {
+    float* part = thread_buffer<float, struct ChannelPartials>(kPartials * C);
+    std::fill(part, part + kPartials * C, 0.0f);
     int rows = 0;
     auto flush = [&] {
       for (int64_t i = 0; i < kPartials * C; i++) acc[i] += part[i], part[i] = 0.0f;
       rows = 0;
     };
-    const float* b0 = absb.data();
+    const float* b0 = absb;
     const float *b1 = b0 + C, *b2 = b1 + C, *b3 = b2 + C;
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < R; r++) {
       const float* xr = x + r * C;
       const float* dyr = dy + r * C;
       float* dxr = dx + r * C;
-      float* s0 = part.data();
+      float* s0 = part;
       float *s1 = s0 + C, *s2 = s1 + C, *s3 = s2 + C, *s4 = s3 + C, *s5 = s4 + C;
       float *t1 = s5 + C, *t2 = t1 + C, *t3 = t2 + C, *t4 = t3 + C;
 #pragma omp simd
@@ -124,28 +126,27 @@ std::vector<double> backward_any_group_size(float* dx, const float* dy, const fl
     }
     flush();
   });
-  std::vector<double> totals(static_cast<size_t>(groups) * kPartials, 0.0);
   for (int g = 0; g < groups; g++)
     for (int k = 0; k < kPartials; k++)
       for (int64_t c = g * cpg; c < (g + 1) * cpg; c++)
         totals[g * kPartials + k] += sums[k * C + c];
-  return totals;
 }
 
 // The same when every group is a whole number of 16-float vectors (KAT-T: 96 channels a group):
 // the 10 sums of a group stay in vector registers across its channels, and only 16 lanes per sum
 // and group go to memory per row, instead of 10 per channel.
-std::vector<double> backward_groups_of_16(float* dx, const float* dy, const float* x,
-                                          const float* num, const float* den, int64_t R, int64_t C,
-                                          int groups, bool accumulate) {
+void backward_groups_of_16(double* totals, float* dx, const float* dy, const float* x,
+                           const float* num, const float* den, int64_t R, int64_t C, int groups,
+                           bool accumulate) {
   typedef float v16 __attribute__((vector_size(64)));
   const int64_t cpg = C / groups;
   const float a0 = num[0], a1 = num[1], a2 = num[2], a3 = num[3], a4 = num[4], a5 = num[5];
-  return parallel_sum<double>(groups * kPartials, [&](double* acc) {
-    std::vector<v16> part(static_cast<size_t>(groups) * kPartials, v16{});
+  const double* sums = parallel_sum<double>(groups * kPartials, [&](double* acc) {
+    v16* part = thread_buffer<v16, struct GroupPartials>(groups * kPartials);
+    std::fill(part, part + groups * kPartials, v16{});
     int rows = 0;
     auto flush = [&] {
-      for (size_t i = 0; i < part.size(); i++) {
+      for (int i = 0; i < groups * kPartials; i++) {
         for (int l = 0; l < 16; l++) acc[i] += part[i][l];
         part[i] = v16{};
       }
@@ -157,7 +158,7 @@ std::vector<double> backward_groups_of_16(float* dx, const float* dy, const floa
         const float* bg = den + g * kRationalDen;
         const float b0 = std::fabs(bg[0]), b1 = std::fabs(bg[1]), b2 = std::fabs(bg[2]),
                     b3 = std::fabs(bg[3]);
-        v16* P = part.data() + g * kPartials;
+        v16* P = part + g * kPartials;
         v16 s0 = P[0], s1 = P[1], s2 = P[2], s3 = P[3], s4 = P[4], s5 = P[5];
         v16 t1 = P[6], t2 = P[7], t3 = P[8], t4 = P[9];
         for (int64_t c = r * C + g * cpg; c < r * C + (g + 1) * cpg; c += 16) {
@@ -191,6 +192,7 @@ std::vector<double> backward_groups_of_16(float* dx, const float* dy, const floa
     }
     flush();
   });
+  std::copy(sums, sums + groups * kPartials, totals);
 }
 
 }  // namespace
@@ -199,12 +201,14 @@ void rational_backward(float* dx, float* dnum, float* dden, const float* dy, con
                        const float* num, const float* den, int64_t R, int64_t C, int groups,
                        bool accumulate) {
   check_groups(C, groups);
-  const std::vector<double> totals =
-      (C / groups) % 16 == 0
-          ? backward_groups_of_16(dx, dy, x, num, den, R, C, groups, accumulate)
-          : backward_any_group_size(dx, dy, x, num, den, R, C, groups, accumulate);
+  double* totals = thread_buffer<double, struct GroupTotals>(groups * kPartials);
+  std::fill(totals, totals + groups * kPartials, 0.0);
+  if ((C / groups) % 16 == 0)
+    backward_groups_of_16(totals, dx, dy, x, num, den, R, C, groups, accumulate);
+  else
+    backward_any_group_size(totals, dx, dy, x, num, den, R, C, groups, accumulate);
   for (int g = 0; g < groups; g++) {
-    const double* total = totals.data() + g * kPartials;
+    const double* total = totals + g * kPartials;
     for (int i = 0; i < kRationalNum; i++) dnum[i] += static_cast<float>(total[i]);
     for (int i = 0; i < kRationalDen; i++) {
       const float b = den[g * kRationalDen + i];
