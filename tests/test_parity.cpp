@@ -10,6 +10,7 @@
 #include "kat/checkpoint.h"
 #include "kat/config.h"
 #include "kat/kernels.h"
+#include "kat/lm.h"
 #include "kat/model.h"
 #include "kat/safetensors.h"
 
@@ -73,6 +74,37 @@ void check_model_fixture(const std::string& file) {
     expect_close(std::vector<float>(g.begin() + s.offset, g.begin() + s.offset + s.size),
                  f.read_f32("grad." + s.name), 1e-5, 1e-3, file + " grad." + s.name);
   }
+}
+
+// A byte-level LM (tools/kat_lm_torch.py): logits, loss and every parameter gradient.
+void check_lm_fixture(const std::string& file) {
+  const auto f = SafetensorsFile::load(fixture(file));
+  const LmConfig c = lm_config_from_json(f.metadata().at("config"), file);
+  CausalLM m(c);
+  for (const ParamSpec& s : m.params().specs())
+    f.read_f32(s.name, s.shape, m.params().value(m.params().find(s.name)));
+  std::vector<int32_t> tokens, targets;
+  for (int64_t t : f.read_i64("tokens")) tokens.push_back(static_cast<int32_t>(t));
+  for (int64_t t : f.read_i64("targets")) targets.push_back(static_cast<int32_t>(t));
+  const int64_t B = f.info("tokens").shape[0], T = f.info("tokens").shape[1];
+  m.params().zero_grad();
+  const float loss = m.forward(tokens.data(), targets.data(), B, T);
+  m.backward();
+  expect_close(std::vector<float>(m.logits(), m.logits() + B * T * c.vocab_size),
+               f.read_f32("logits"), 1e-5, 1e-4, file + " logits");
+  expect_close({loss}, f.read_f32("loss"), 1e-6, 1e-5, file + " loss");
+  for (const ParamSpec& s : m.params().specs()) {
+    const auto& g = m.params().grads();
+    expect_close(std::vector<float>(g.begin() + s.offset, g.begin() + s.offset + s.size),
+                 f.read_f32("grad." + s.name), 1e-5, 1e-3, file + " grad." + s.name);
+  }
+}
+
+TEST(Parity, KatLmWithRopeAndTiedWeightsMatchesPyTorch) {
+  check_lm_fixture("lm_kat_rope_tied.safetensors");
+}
+TEST(Parity, GptLmWithLearnedPositionsMatchesPyTorch) {
+  check_lm_fixture("lm_gpt_learned_untied.safetensors");
 }
 
 TEST(Parity, KatModelMatchesPyTorch) { check_model_fixture("kat_tiny_model.safetensors"); }

@@ -13,9 +13,13 @@ Files:
   kat_avg_model.safetensors         the tiny KAT with global_pool "avg" (fc_norm.*, no norm.*)
   torch_checkpoint/                 checkpoint directory written by kat_torch.save_checkpoint
   torch_checkpoint_io.safetensors   uint8 pixels and the logits of that checkpoint on them
+  lm_kat_rope_tied.safetensors      tiny byte-level LM (GR-KAN, RoPE, tied): parameters, tokens,
+                                    targets, logits, loss, grad.<name>
+  lm_gpt_learned_untied.safetensors the same for GELU MLP, learned positions, untied lm_head
 
 The rational gradients are checked against central finite differences in float64 before
-anything is written.
+anything is written; the language models' gradients with torch.autograd.gradcheck and finite
+differences, and their KV-cache decoding against full recomputation.
 """
 
 import argparse
@@ -28,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kat_lm_torch  # noqa: E402
 import kat_torch  # noqa: E402
 import safetensors_np  # noqa: E402
 
@@ -109,7 +114,8 @@ def write_rational(out: str) -> None:
 def randomize(model: torch.nn.Module, gen: torch.Generator) -> None:
     """Float32 random weights that exercise every path: weights 0.2 randn, biases 0.1 randn,
     LayerNorm gains 1 + 0.1 randn, rationals perturbed from their init with mixed-sign
-    denominators (no coefficient exactly 0)."""
+    denominators (no coefficient exactly 0). LayerNorms are timm's norm* / fc_norm and GPT-2's
+    ln_*."""
     num_scale = torch.tensor([[0.05, 0.05, 0.03, 0.01, 0.003, 0.001]])
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -119,7 +125,8 @@ def randomize(model: torch.nn.Module, gen: torch.Generator) -> None:
             elif name.endswith("weight_denominator"):
                 d = 0.2 * r
                 p.add_(torch.where(d.abs() < 0.01, torch.full_like(d, -0.03), d))
-            elif ".norm" in name or name.startswith(("norm.", "fc_norm.")):
+            elif ".norm" in name or ".ln_" in name or name.startswith(("norm.", "fc_norm.",
+                                                                          "ln_")):
                 p.copy_(1.0 + 0.1 * r if name.endswith("weight") else 0.1 * r)
             elif name.endswith("bias"):
                 p.copy_(0.1 * r)
@@ -184,6 +191,97 @@ def write_checkpoint(out: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# lm_kat_rope_tied / lm_gpt_learned_untied
+
+GRADCHECK_ATOL = 1e-8
+GRADCHECK_RTOL = 1e-6
+
+
+def lm_loss_of(model: torch.nn.Module, names: list[str], tokens: torch.Tensor,
+               targets: torch.Tensor):
+    """The loss as a function of the parameters `names` (the others fixed), for gradcheck."""
+
+    def loss(*values: torch.Tensor) -> torch.Tensor:
+        logits = torch.nn.utils.stateless.functional_call(model, dict(zip(names, values)),
+                                                          (tokens,))
+        return kat_lm_torch.lm_loss(logits, targets)
+
+    return loss
+
+
+def check_lm_gradients(model: torch.nn.Module, tokens: torch.Tensor,
+                       targets: torch.Tensor) -> None:
+    """float64 checks of autograd's parameter gradients of the LM loss: torch.autograd.gradcheck
+    over every entry of every rational (act1, act2), gradcheck's fast mode (random directional
+    derivatives) over all parameters at once, and central finite differences of up to 5 spread
+    entries of every parameter (relative to that parameter's max |grad|)."""
+    params = dict(model.named_parameters())
+    rationals = [n for n in params if n.endswith(("weight_numerator", "weight_denominator"))]
+    for names, fast in ((rationals, False), (list(params), True)):
+        if not names:
+            continue
+        inputs = tuple(params[n].detach().clone().requires_grad_() for n in names)
+        assert torch.autograd.gradcheck(lm_loss_of(model, names, tokens, targets), inputs,
+                                        atol=GRADCHECK_ATOL, rtol=GRADCHECK_RTOL, fast_mode=fast)
+        what = "all parameters, fast mode" if fast else "every rational coefficient"
+        print(f"  gradcheck ({what}, {sum(p.numel() for p in inputs)} entries, "
+              f"atol {GRADCHECK_ATOL}, rtol {GRADCHECK_RTOL}): passed")
+    model.zero_grad(set_to_none=True)
+    kat_lm_torch.lm_loss(model(tokens), targets).backward()
+    worst, where = 0.0, ""
+    with torch.no_grad():
+        for name, p in params.items():
+            n = p.numel()
+            scale = float(p.grad.abs().max()) or 1.0
+            for i in sorted({0, n // 4, n // 2, 3 * n // 4, n - 1}):
+                flat = p.view(-1)
+                saved = float(flat[i])
+                flat[i] = saved + FD_STEP
+                plus = float(kat_lm_torch.lm_loss(model(tokens), targets))
+                flat[i] = saved - FD_STEP
+                minus = float(kat_lm_torch.lm_loss(model(tokens), targets))
+                flat[i] = saved
+                rel = abs((plus - minus) / (2 * FD_STEP) - float(p.grad.view(-1)[i])) / scale
+                if rel >= worst:
+                    worst, where = rel, f"{name}[{i}]"
+    model.zero_grad(set_to_none=True)
+    print(f"  finite differences vs autograd, up to 5 entries of each of {len(params)} "
+          f"parameters: max relative error {worst:.2e} ({where})")
+    assert worst < FD_TOLERANCE, f"LM gradients: autograd and finite differences differ ({worst})"
+
+
+def write_lm(out: str, ffn: str, positions: str, tied: bool, seed: int, name: str) -> None:
+    """A tiny LM (vocab 257, 16 positions, D 16, 2 layers, 2 heads, H 32, 4 groups): random
+    float32 parameters, tokens [2, 11] with their next tokens as targets (one end-of-text token
+    forced so its embedding row is used), float64 logits, mean cross-entropy and gradients."""
+    gen = torch.Generator().manual_seed(seed)
+    cfg = kat_lm_torch.tiny_config(ffn, positions, tied)
+    model = kat_lm_torch.model_from_config(cfg)
+    randomize(model, gen)
+    model = model.double()
+    sequence = torch.randint(0, cfg.vocab_size, (2, 12), generator=gen)
+    sequence[1, 5] = kat_lm_torch.END_OF_TEXT
+    tokens, targets = sequence[:, :-1].contiguous(), sequence[:, 1:].contiguous()
+    check_lm_gradients(model, tokens, targets)
+    kv = max(kat_lm_torch.check_kv_cache(model, tokens[0, :5], cfg.n_positions - 5),
+             kat_lm_torch.check_kv_cache(model, tokens[1, :1], cfg.n_positions - 1))
+    print(f"  KV-cache greedy decoding vs full recompute: max abs logit difference {kv:.1e}")
+    assert kv < 1e-5, "KV-cache decoding differs from full recomputation"
+    logits = model(tokens)
+    loss = kat_lm_torch.lm_loss(logits, targets)
+    by_hand = -logits.log_softmax(-1).gather(2, targets[..., None]).mean()
+    assert torch.allclose(loss, by_hand, rtol=1e-12), "LM loss definition mismatch"
+    loss.backward()
+    tensors = {n: f32(p) for n, p in model.named_parameters()}
+    tensors |= {f"grad.{n}": f32(p.grad) for n, p in model.named_parameters()}
+    tensors |= {"tokens": tokens.numpy().astype(np.int64),
+                "targets": targets.numpy().astype(np.int64),
+                "logits": f32(logits), "loss": f32(loss)}
+    config_text = json.dumps(cfg.to_dict(), indent=2) + "\n"
+    save(out, name, tensors, {"config": config_text})
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def save(out: str, name: str, tensors: dict, metadata: dict | None = None) -> None:
@@ -212,6 +310,9 @@ def main() -> None:
     write_checkpoint(out)
     # Its own generator (seed 4), written last: the fixtures above do not depend on it.
     write_model(out, "kan", seed=4, global_pool="avg", name="kat_avg_model.safetensors")
+    # The language models, each with its own generator (seeds 5, 6), after everything above.
+    write_lm(out, "kan", "rope", tied=True, seed=5, name="lm_kat_rope_tied.safetensors")
+    write_lm(out, "mlp", "learned", tied=False, seed=6, name="lm_gpt_learned_untied.safetensors")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -21,7 +22,10 @@
 #include "kat/error.h"
 #include "kat/files.h"
 #include "kat/grkan.h"
+#include "kat/lm.h"
+#include "kat/lm_trainer.h"
 #include "kat/parallel.h"
+#include "kat/text.h"
 #include "kat/trainer.h"
 
 namespace {
@@ -36,6 +40,9 @@ commands:
   train          train an image classifier (default: KAT on Fashion-MNIST)
   eval CKPT      accuracy and confusion matrix of a checkpoint on a test set
   predict CKPT IMAGE...   top classes of PNG/JPEG/PGM images
+  train-lm       train a byte-level language model (default: KAT on Debian's fortunes)
+  generate CKPT  generate text from a language model, streamed as it is produced
+  eval-lm CKPT   bits per byte and perplexity of a language model on text
   info CKPT      configuration and parameter counts of a checkpoint
   fit-rational ACT        least-squares GR-KAN coefficients for an activation
   configs        list the named model configurations
@@ -90,6 +97,60 @@ constexpr const char* kPredictHelp = R"(usage: kat predict CKPT IMAGE... [--top 
 Prints the top K classes (default 3) with probabilities for each image. Images (PNG, JPEG,
 PGM/PPM, any size) are converted to the model's channels, resized to its input size, scaled to
 [0, 1] and normalised with the checkpoint's mean/std.
+)";
+
+constexpr const char* kTrainLmHelp = R"(usage: kat train-lm [options]
+
+Trains a byte-level causal language model (256 byte values + end-of-text) and writes a run
+directory as `kat train` does (metrics.jsonl, last/, best/; --resume continues exactly). The text
+is split 90/10 into training and validation text (every tenth block of 4 KiB).
+
+  --text FILE...         text files, one document each  [the fortunes in /usr/share/games/fortunes]
+  --model kat|gpt        GR-KAN (KAT) or GELU MLP (GPT) feed-forward       [kat]
+  --config NAME|FILE     kat_lm, gpt_lm or a config.json                     [kat_lm]
+  --context N            context length (tokens) of a new model             [256]
+  --positions rope|learned  position encoding of a new model                [rope]
+  --steps N              training steps                                     [3000]
+  --batch N              sequences per step                                 [16]
+  --lr X                 peak learning rate (AdamW)                         [0.002]
+  --min-lr X             final learning rate of the cosine schedule         [1e-4]
+  --warmup N             warmup steps (linear)                              [100]
+  --weight-decay X       decoupled weight decay on weight matrices          [0.1]
+  --clip X               gradient-norm clipping, 0 to disable               [1.0]
+  --eval-every N         steps between validation evaluations               [500]
+  --eval-tokens N        validation tokens per evaluation (the last: all)   [65536]
+  --threads N            threads (0: all cores)                             [0]
+  --seed N               seed of init and batches                           [0]
+  --out DIR              run directory                   [runs/<arch>-<date>-<time>]
+  --overwrite            replace a run already in --out
+  --resume CKPT          continue a run from its last/ checkpoint exactly
+  --stop-after N         stop at step N, saving last/ for --resume (as Ctrl-C does)
+  --log-every N          steps between metric lines                         [50]
+  --progress bar|lines   progress display [bar on a terminal, lines otherwise]
+)";
+
+constexpr const char* kGenerateHelp = R"(usage: kat generate CKPT [--prompt TEXT] [options]
+
+Generates bytes from a language model with a KV cache and streams them to stdout; prints tokens/s
+to stderr at the end. Stops at the end-of-text symbol or after --tokens. Past the context, the
+cache restarts from the last half of the text. The same seed gives the same text.
+
+  --prompt TEXT          text to continue (empty: the start of a document)  [""]
+  --tokens N             bytes to generate                                  [256]
+  --temperature X        softmax temperature, 0 for greedy                  [0.8]
+  --top-k K              sample among the K likeliest bytes, 0 for all      [0]
+  --top-p P              sample from the smallest set with probability P    [1.0]
+  --seed N               seed of the sampler                                [0]
+  --context N            tokens of context kept (at most the model's)       [the model's]
+  --threads N            threads (0: all cores)                             [0]
+)";
+
+constexpr const char* kEvalLmHelp =
+    R"(usage: kat eval-lm CKPT [--text FILE...] [--context N] [--batch N] [--threads N]
+
+Prints the mean loss, bits per byte and perplexity of a language model on text files (each one
+document), in windows of --context tokens (default and at most: the model's context). Without
+--text: the validation split of the default corpus (the fortunes).
 )";
 
 constexpr const char* kInfoHelp = R"(usage: kat info CKPT
@@ -239,6 +300,180 @@ int cmd_train(int argc, char** argv) {
   return 0;
 }
 
+double now_seconds_for_cli() {
+  using clock = std::chrono::steady_clock;
+  return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
+}
+
+// --text FILE... : the value of --text and the positional arguments after the command's own.
+std::vector<std::string> text_files(const Args& a, size_t skip) {
+  std::vector<std::string> files;
+  if (a.has("text")) files.push_back(a.str("text"));
+  files.insert(files.end(), a.positional.begin() + static_cast<int64_t>(skip), a.positional.end());
+  return files;
+}
+
+int parse_progress(const Args& a) {
+  if (!a.has("progress")) return -1;
+  const std::string p = a.str("progress");
+  check(p == "bar" || p == "lines", "--progress is bar or lines, not '", p, "'");
+  return p == "bar" ? 1 : 0;
+}
+
+int cmd_train_lm(int argc, char** argv) {
+  const Args a = parse(
+      argc, argv, 2,
+      {"text",    "model",  "config", "context",      "positions",  "steps",      "batch",
+       "lr",      "min-lr", "warmup", "weight-decay", "clip",       "eval-every", "eval-tokens",
+       "threads", "seed",   "out",    "resume",       "stop-after", "log-every",  "progress"},
+      {"overwrite"}, "train-lm");
+  check(a.has("text") || a.positional.empty(), "unexpected argument '",
+        a.positional.empty() ? "" : a.positional[0], "' (see kat train-lm --help)");
+  LmTrainOptions o;
+  o.texts = text_files(a, 0);
+  o.steps = a.integer("steps", 0);
+  o.batch = static_cast<int>(a.integer("batch", o.batch));
+  o.lr = static_cast<float>(a.real("lr", o.lr));
+  o.min_lr = static_cast<float>(a.real("min-lr", o.min_lr));
+  o.warmup = a.integer("warmup", o.warmup);
+  o.weight_decay = static_cast<float>(a.real("weight-decay", o.weight_decay));
+  o.clip = static_cast<float>(a.real("clip", o.clip));
+  o.eval_every = a.integer("eval-every", o.eval_every);
+  o.eval_tokens = a.integer("eval-tokens", o.eval_tokens);
+  o.threads = static_cast<int>(a.integer("threads", 0));
+  o.seed = static_cast<uint64_t>(a.integer("seed", 0));
+  o.out_dir = a.str("out");
+  o.overwrite = a.has("overwrite");
+  o.resume = a.str("resume");
+  o.stop_after = a.integer("stop-after", 0);
+  o.log_every = static_cast<int>(a.integer("log-every", o.log_every));
+  o.progress = parse_progress(a);
+  check(o.steps >= 0 && o.stop_after >= 0 && o.warmup >= 0, "step counts must be >= 0");
+  check(o.batch > 0 && o.log_every > 0 && o.eval_every > 0 && o.eval_tokens >= 0,
+        "--batch, --log-every and --eval-every must be positive");
+  check(o.threads >= 0, "--threads must be >= 0");
+  check(
+      o.resume.empty() ||
+          (!a.has("config") && !a.has("model") && !a.has("context") && !a.has("positions")),
+      "--resume takes the model from the checkpoint; drop --config/--model/--context/--positions");
+  LmConfig c = resolve_lm_config(a.str("config", "kat_lm"));
+  if (a.has("model")) {
+    const std::string m = a.str("model");
+    check(m == "kat" || m == "gpt", "--model is kat or gpt, not '", m, "'");
+    const Ffn ffn = m == "kat" ? Ffn::Kan : Ffn::Mlp;
+    if (ffn != c.ffn && (c.architecture == "kat_lm" || c.architecture == "gpt_lm"))
+      c.architecture = m + "_lm";
+    c.ffn = ffn;
+  }
+  if (a.has("context")) {
+    const long long n = a.integer("context", c.context);
+    check(n > 1 && n <= (1 << 20), "--context must be in 2..1048576, not ", n);
+    c.context = static_cast<int>(n);
+  }
+  if (a.has("positions")) {
+    const std::string p = a.str("positions");
+    check(p == "rope" || p == "learned", "--positions is rope or learned, not '", p, "'");
+    c.positions = p == "rope" ? Positions::Rope : Positions::Learned;
+  }
+  validate(c);
+  const LmTrainResult r = train_lm(c, o, std::cerr);
+  std::cout << "run directory:   " << r.run_dir << "\n"
+            << "last checkpoint: " << r.run_dir << "/last\n"
+            << "best checkpoint: " << r.run_dir << "/best\n"
+            << "metrics:         " << r.run_dir << "/metrics.jsonl\n"
+            << "final validation " << std::fixed << std::setprecision(3)
+            << r.final_eval.bits_per_byte() << " bits/byte (perplexity " << std::setprecision(2)
+            << r.final_eval.perplexity() << ") after " << r.steps << " steps in "
+            << std::setprecision(0) << r.train_seconds << " s\n";
+  return 0;
+}
+
+int cmd_generate(int argc, char** argv) {
+  const Args a =
+      parse(argc, argv, 2,
+            {"prompt", "tokens", "temperature", "top-k", "top-p", "seed", "threads", "context"}, {},
+            "generate");
+  check(a.positional.size() == 1, "kat generate takes one checkpoint (see kat generate --help)");
+  set_num_threads(static_cast<int>(a.integer("threads", 0)));
+  SamplingOptions s;
+  s.temperature = static_cast<float>(a.real("temperature", s.temperature));
+  s.top_k = static_cast<int>(a.integer("top-k", s.top_k));
+  s.top_p = static_cast<float>(a.real("top-p", s.top_p));
+  validate(s);
+  const long long n = a.integer("tokens", 256);
+  check(n >= 0, "--tokens must be >= 0");
+  auto model = load_lm(a.positional[0]);
+  const int64_t ctx = a.integer("context", model->config().context);
+  check(ctx > 1 && ctx <= model->config().context, "--context ", ctx,
+        " is longer than the checkpoint supports (", model->config().context, " tokens)");
+  const std::string prompt = a.str("prompt");
+  std::vector<int32_t> text(prompt.begin(), prompt.end());
+  for (auto& t : text) t &= 0xFF;
+  check(static_cast<int64_t>(text.size()) <= ctx, "the prompt is ", text.size(),
+        " bytes, longer than the model's context of ", ctx, " tokens");
+  if (text.empty()) text.push_back(kEndOfText);
+  Rng rng(static_cast<uint64_t>(a.integer("seed", 0)));
+  std::vector<float> scratch;
+  std::cout << prompt << std::flush;
+  const double t0 = now_seconds_for_cli();
+  const float* logits = model->prefill(text.data(), static_cast<int64_t>(text.size()));
+  long long made = 0;
+  for (; made < n; made++) {
+    const int32_t next = sample_token(logits, model->config().vocab_size, s, rng, scratch);
+    if (next == kEndOfText) break;
+    std::cout.put(static_cast<char>(next));
+    std::cout.flush();
+    text.push_back(next);
+    if (model->cached() == ctx) {  // full: restart the cache from the last half of the text
+      const int64_t keep = ctx / 2;
+      logits = model->prefill(text.data() + text.size() - keep, keep);
+    } else {
+      logits = model->decode(next);
+    }
+  }
+  const double seconds = now_seconds_for_cli() - t0;
+  std::cout << "\n" << std::flush;
+  std::cerr << "generated " << made << " tokens in " << std::fixed << std::setprecision(2)
+            << seconds << " s: " << std::setprecision(1) << made / std::max(1e-9, seconds)
+            << " tokens/s\n";
+  return 0;
+}
+
+int cmd_eval_lm(int argc, char** argv) {
+  const Args a = parse(argc, argv, 2, {"text", "batch", "threads", "context"}, {}, "eval-lm");
+  check(!a.positional.empty(), "kat eval-lm takes a checkpoint (see kat eval-lm --help)");
+  set_num_threads(static_cast<int>(a.integer("threads", 0)));
+  const int batch = static_cast<int>(a.integer("batch", 16));
+  check(batch > 0, "--batch must be positive");
+  auto model = load_lm(a.positional[0]);
+  const std::vector<std::string> files = text_files(a, 1);
+  std::vector<int32_t> tokens;
+  std::string source;
+  if (files.empty()) {
+    const auto fortunes = fortune_files(default_text_dir());
+    tokens = split_corpus(read_documents(fortunes, true), model->config().context, "").valid;
+    source = std::string(default_text_dir()) + " (validation split)";
+  } else {
+    for (const std::string& doc : read_documents(files, false)) {
+      if (!tokens.empty()) tokens.push_back(kEndOfText);
+      tokens.insert(tokens.end(), doc.begin(), doc.end());
+    }
+    for (auto& t : tokens) t = t == kEndOfText ? t : (t & 0xFF);
+    source = files.size() == 1 ? files[0]
+                               : files[0] + " and " + std::to_string(files.size() - 1) + " more";
+  }
+  check(tokens.size() >= 2, source, ": too little text to evaluate");
+  const long long window = a.integer("context", model->config().context);
+  check(window > 0 && window <= model->config().context, "--context ", window,
+        " is longer than the checkpoint supports (", model->config().context, " tokens)");
+  const LmEval e = evaluate_lm(*model, tokens, batch, 0, window);
+  std::cout << model->config().architecture << " on " << source << ": " << e.tokens << " tokens\n"
+            << "loss " << std::fixed << std::setprecision(4) << e.loss << " nats/token, "
+            << std::setprecision(3) << e.bits_per_byte() << " bits/byte, perplexity "
+            << std::setprecision(2) << e.perplexity() << "\n";
+  return 0;
+}
+
 int cmd_eval(int argc, char** argv) {
   const Args a = parse(argc, argv, 2, {"data", "batch", "threads", "limit"}, {}, "eval");
   check(a.positional.size() == 1, "kat eval takes one checkpoint (see kat eval --help)");
@@ -295,12 +530,15 @@ int cmd_predict(int argc, char** argv) {
 
 std::string module_type(const std::string& name) {
   if (name.find("mlp.act") != std::string::npos) return "GR-KAN rational";
-  if (name.find("mlp.fc") != std::string::npos) return "feed-forward linear";
+  if (name.find("mlp.fc") != std::string::npos || name.find("mlp.c_") != std::string::npos)
+    return "feed-forward linear";
   if (name.find("attn.") != std::string::npos) return "attention";
-  if (name.find("norm") != std::string::npos) return "LayerNorm";
+  if (name.find("norm") != std::string::npos || name.find("ln_") != std::string::npos)
+    return "LayerNorm";
   if (name.rfind("patch_embed", 0) == 0) return "patch embedding";
   if (name == "cls_token" || name == "pos_embed") return "class token + positions";
-  if (name.rfind("head", 0) == 0) return "head";
+  if (name == "wte.weight" || name == "wpe.weight") return "byte + position embeddings";
+  if (name.rfind("head", 0) == 0 || name.rfind("lm_head", 0) == 0) return "head";
   return "other";
 }
 
@@ -308,10 +546,17 @@ int cmd_info(int argc, char** argv) {
   const Args a = parse(argc, argv, 2, {}, {}, "info");
   check(a.positional.size() == 1, "kat info takes one checkpoint (see kat info --help)");
   const std::string dir = checkpoint_dir(a.positional[0]);
-  auto model = load_model(dir);
-  std::cout << "checkpoint " << dir << "\n" << config_to_json(model->config()) << "\n";
+  std::unique_ptr<VisionTransformer> classifier;
+  std::unique_ptr<CausalLM> lm;
+  if (file_exists(dir + "/config.json") && is_lm_config_json(read_text_file(dir + "/config.json")))
+    lm = load_lm(dir);
+  else
+    classifier = load_model(dir);
+  std::cout << "checkpoint " << dir << "\n"
+            << (lm ? lm_config_to_json(lm->config()) : config_to_json(classifier->config()))
+            << "\n";
+  const Params& p = lm ? lm->params() : classifier->params();
   std::map<std::string, int64_t> by_type;
-  const Params& p = model->params();
   std::cout << "tensors:\n";
   for (const ParamSpec& s : p.specs()) {
     std::cout << "  " << std::left << std::setw(44) << s.name << std::setw(18) << shape_str(s.shape)
@@ -375,6 +620,9 @@ int run(int argc, char** argv) {
       {"train", {cmd_train, kTrainHelp}},
       {"eval", {cmd_eval, kEvalHelp}},
       {"predict", {cmd_predict, kPredictHelp}},
+      {"train-lm", {cmd_train_lm, kTrainLmHelp}},
+      {"generate", {cmd_generate, kGenerateHelp}},
+      {"eval-lm", {cmd_eval_lm, kEvalLmHelp}},
       {"info", {cmd_info, kInfoHelp}},
       {"fit-rational", {cmd_fit_rational, kFitHelp}},
       {"configs", {cmd_configs, kConfigsHelp}}};

@@ -25,6 +25,11 @@ void save_optimizer(const std::string& dir, const Params& params, AdamW& opt);
 std::unique_ptr<VisionTransformer> load_model(const std::string& path);
 // Loads weights into an existing model of the same configuration.
 void load_weights(const std::string& safetensors_path, VisionTransformer& model);
+// Any model's parameters: model.safetensors + the given config.json text, and back. Loading is
+// strict: every tensor with its shape, nothing else (errors name the tensor).
+void save_params(const std::string& dir, const Params& params, const std::string& config_json);
+void load_params(const std::string& safetensors_path, Params& params,
+                 const std::string& architecture);
 void load_optimizer(const std::string& dir, const Params& params, AdamW& opt);
 
 }  // namespace kat

@@ -71,11 +71,28 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
                         const float* qkv, const float* lse, int64_t B, int64_t T, int64_t C,
                         int64_t H, bool causal = false, bool accumulate = true,
                         AttentionTiles tiles = {});
+// One query row q[C] (all heads) against n cached keys and values k, v [n, C] (heads contiguous,
+// row stride C): out[C] = softmax(tau q k^T) v per head, the causal step of generation.
+// scratch: n floats.
+void attention_decode(float* out, float* scratch, const float* q, const float* k, const float* v,
+                      int64_t n, int64_t C, int64_t H);
 // Plain double-precision reference forming the whole score matrix; the backward accumulates.
 void attention_forward_ref(double* out, const double* qkv, int64_t B, int64_t T, int64_t C,
                            int64_t H, bool causal);
 void attention_backward_ref(double* dqkv, const double* dout, const double* qkv, int64_t B,
                             int64_t T, int64_t C, int64_t H, bool causal);
+
+// ---- Rotary position embedding, rotate-half form (GPT-NeoX, LLaMA) -----------------------------
+// Tables cos, sin [positions, hd / 2] of angle = t * theta^(-2i / hd).
+void rope_tables(float* cos, float* sin, int64_t positions, int64_t hd, double theta);
+// Rotates q and k of every head in qkv[B, T, 3C] (hd = C / H) in place, token t by the angle of
+// position pos0 + t: (x_i, x_{i+hd/2}) -> (x_i cos - x_{i+hd/2} sin, x_{i+hd/2} cos + x_i sin).
+// inverse rotates back, which is also the backward (the rotation is orthogonal).
+void rope_rotate(float* qkv, const float* cos, const float* sin, int64_t B, int64_t T, int64_t C,
+                 int64_t H, int64_t pos0, bool inverse);
+// Plain double-precision reference of the forward rotation, angles computed directly.
+void rope_rotate_ref(double* qkv, int64_t B, int64_t T, int64_t C, int64_t H, int64_t pos0,
+                     double theta);
 
 // ---- Softmax cross-entropy with label smoothing over logits[B, V] ---------------------------
 // losses[b] = -(1 - eps) log p[b, y_b] - (eps / V) sum_j log p[b, j]; probs saved.

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "io/json_fields.h"
 #include "kat/error.h"
 #include "kat/files.h"
 
@@ -10,6 +11,8 @@ namespace kat {
 namespace {
 
 using json = nlohmann::json;
+using json_fields::check_keys;
+using json_fields::get;
 
 const std::vector<float> kImagenetMean{0.485f, 0.456f, 0.406f};
 const std::vector<float> kImagenetStd{0.229f, 0.224f, 0.225f};
@@ -22,23 +25,6 @@ ModelConfig upstream(const std::string& name, int dim, int heads, Ffn ffn, const
   c.num_classes = 1000, c.rational_groups = 8, c.ffn = ffn, c.act_init = act;
   c.mean = kImagenetMean, c.std = kImagenetStd;
   return c;
-}
-
-void check_keys(const json& j, const std::set<std::string>& allowed, const std::string& where,
-                const std::string& origin) {
-  check(j.is_object(), origin, ": ", where, " must be a JSON object");
-  for (const auto& [key, value] : j.items()) {
-    check(allowed.count(key) > 0, origin, ": unknown key '", key, "' in ", where);
-  }
-}
-
-template <class T>
-T get(const json& j, const char* key, const std::string& origin) {
-  try {
-    return j.at(key).get<T>();
-  } catch (const json::exception&) {
-    fail(origin, ": '", key, "' has the wrong type");
-  }
 }
 
 }  // namespace
@@ -119,12 +105,7 @@ ModelConfig named_config(const std::string& name) {
 }
 
 ModelConfig config_from_json(const std::string& text, const std::string& origin) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    fail(origin, ": not valid JSON (", e.what(), ")");
-  }
+  const json j = json_fields::parse(text, origin);
   check_keys(j,
              {"architecture", "num_classes", "num_features", "global_pool", "model_args",
               "pretrained_cfg", "kat"},

@@ -9,29 +9,14 @@
 #include "kat/model.h"
 #include "kat/parallel.h"
 #include "kat/rng.h"
+#include "nn/transformer_block.h"
 
 namespace kat {
 namespace {
 
-struct BlockParams {
-  int norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b;
-  int act1_num = -1, act1_den = -1, fc1_w, fc1_b, act2_num = -1, act2_den = -1, fc2_w, fc2_b;
-};
-
-struct LayerActs {
-  float *ln1, *ln1_mean, *ln1_rstd, *qkv, *lse, *atty, *res1;
-  float *ln2, *ln2_mean, *ln2_rstd, *a1, *h, *a2, *res2;
-  float *mask1, *mask2;  // dropout x drop-path scales of the two branches (null when off)
-};
-
 void zero(float* p, int64_t n) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; i++) p[i] = 0.0f;
-}
-
-void multiply(float* y, const float* m, int64_t n) {
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; i++) y[i] *= m[i];
 }
 
 }  // namespace
@@ -40,9 +25,10 @@ struct VisionTransformer::Acts {
   int64_t B = 0;
   std::vector<float> buf;
   float *patches, *pe, *x0;
-  std::vector<LayerActs> layers;
+  std::vector<BlockActs> layers;
+  BlockWork work;
   float *cls, *lnf, *lnf_mean, *lnf_rstd, *logits, *probs, *losses;
-  float *dres, *dtmp, *dln, *dqkv, *datty, *da1, *dh, *da2, *dlogits, *dlnf, *dcls, *dpe, *scratch;
+  float *dres, *dlogits, *dlnf, *dcls, *dpe;
   std::vector<int32_t> labels;
   float smoothing = 0;
   bool has_loss = false, masks_on = false;
@@ -50,44 +36,24 @@ struct VisionTransformer::Acts {
   int threads = 0;    // attention scratch is sized for this many threads
   // parameter indices
   int patch_w, patch_b, cls_token, pos_embed, norm_w, norm_b, head_w, head_b;
-  std::vector<BlockParams> blocks;
+  std::vector<TransformerBlock> blocks;
 };
 
 VisionTransformer::VisionTransformer(const ModelConfig& config)
     : config_(config), acts_(std::make_unique<Acts>()) {
   validate(config_);
   const ModelConfig& c = config_;
-  const int64_t d = c.embed_dim, hid = c.hidden(), p = c.patch_size, g = c.rational_groups;
+  const int64_t d = c.embed_dim, p = c.patch_size;
   Acts& a = *acts_;
   a.cls_token = params_.add("cls_token", {1, 1, d}, ParamKind::Embedding);
   a.pos_embed = params_.add("pos_embed", {1, c.tokens(), d}, ParamKind::Embedding);
   a.patch_w = params_.add("patch_embed.proj.weight", {d, c.in_chans, p, p}, ParamKind::Weight);
   a.patch_b = params_.add("patch_embed.proj.bias", {d}, ParamKind::Bias);
-  for (int l = 0; l < c.depth; l++) {
-    const std::string pre = "blocks." + std::to_string(l) + ".";
-    BlockParams b;
-    b.norm1_w = params_.add(pre + "norm1.weight", {d}, ParamKind::Norm);
-    b.norm1_b = params_.add(pre + "norm1.bias", {d}, ParamKind::Norm);
-    b.qkv_w = params_.add(pre + "attn.qkv.weight", {3 * d, d}, ParamKind::Weight);
-    b.qkv_b = params_.add(pre + "attn.qkv.bias", {3 * d}, ParamKind::Bias);
-    b.proj_w = params_.add(pre + "attn.proj.weight", {d, d}, ParamKind::Weight);
-    b.proj_b = params_.add(pre + "attn.proj.bias", {d}, ParamKind::Bias);
-    b.norm2_w = params_.add(pre + "norm2.weight", {d}, ParamKind::Norm);
-    b.norm2_b = params_.add(pre + "norm2.bias", {d}, ParamKind::Norm);
-    if (c.ffn == Ffn::Kan) {
-      b.act1_num = params_.add(pre + "mlp.act1.weight_numerator", {1, 6}, ParamKind::Rational);
-      b.act1_den = params_.add(pre + "mlp.act1.weight_denominator", {g, 4}, ParamKind::Rational);
-    }
-    b.fc1_w = params_.add(pre + "mlp.fc1.weight", {hid, d}, ParamKind::Weight);
-    b.fc1_b = params_.add(pre + "mlp.fc1.bias", {hid}, ParamKind::Bias);
-    if (c.ffn == Ffn::Kan) {
-      b.act2_num = params_.add(pre + "mlp.act2.weight_numerator", {1, 6}, ParamKind::Rational);
-      b.act2_den = params_.add(pre + "mlp.act2.weight_denominator", {g, 4}, ParamKind::Rational);
-    }
-    b.fc2_w = params_.add(pre + "mlp.fc2.weight", {d, hid}, ParamKind::Weight);
-    b.fc2_b = params_.add(pre + "mlp.fc2.bias", {d}, ParamKind::Bias);
-    a.blocks.push_back(b);
-  }
+  BlockShape shape;
+  shape.dim = d, shape.hidden = c.hidden(), shape.heads = c.num_heads, shape.ffn = c.ffn;
+  shape.groups = c.rational_groups, shape.eps = c.layernorm_eps;
+  for (int l = 0; l < c.depth; l++)
+    a.blocks.emplace_back(params_, "blocks." + std::to_string(l) + ".", kTimmBlockNames, shape);
   const std::string final_norm = c.avg_pool() ? "fc_norm" : "norm";  // timm's names
   a.norm_w = params_.add(final_norm + ".weight", {d}, ParamKind::Norm);
   a.norm_b = params_.add(final_norm + ".bias", {d}, ParamKind::Norm);
@@ -135,7 +101,7 @@ void VisionTransformer::init(uint64_t seed) {
     fc1_std = static_cast<float>(std::sqrt(1.0 / rational_second_moment(act1) / c.embed_dim));
     fc2_std = static_cast<float>(std::sqrt(1.0 / rational_second_moment(act2) / c.hidden()));
   }
-  for (const BlockParams& b : a.blocks) {
+  for (const TransformerBlock& b : a.blocks) {
     fill(b.norm1_w, 1), fill(b.norm1_b, 0), fill(b.norm2_w, 1), fill(b.norm2_b, 0);
     fill_normal(b.qkv_w, 0.02f, true), fill(b.qkv_b, 0);
     fill_normal(b.proj_w, 0.02f, true), fill(b.proj_b, 0);
@@ -154,30 +120,21 @@ void VisionTransformer::plan(int64_t B) {
   Acts& a = *acts_;
   if (a.B >= B && a.threads >= num_threads()) return;
   const ModelConfig& c = config_;
-  const int64_t T = c.tokens(), N = c.num_patches(), d = c.embed_dim, hid = c.hidden();
-  const int64_t H = c.num_heads, V = c.num_classes, BT = B * T;
+  const int64_t T = c.tokens(), N = c.num_patches(), d = c.embed_dim;
+  const int64_t V = c.num_classes, BT = B * T;
   const int64_t cpp = static_cast<int64_t>(c.in_chans) * c.patch_size * c.patch_size;
-  const bool kan = c.ffn == Ffn::Kan, masks = c.drop_rate > 0 || c.drop_path_rate > 0;
+  const bool masks = c.drop_rate > 0 || c.drop_path_rate > 0;
   // Two passes over the same layout: the first counts, the second points into the buffer.
   std::vector<std::pair<float**, int64_t>> fields;
   auto take = [&](float*& p, int64_t n) { fields.push_back({&p, n}); };
   take(a.patches, B * N * cpp), take(a.pe, B * N * d), take(a.x0, BT * d);
-  a.layers.assign(c.depth, LayerActs{});
-  for (LayerActs& l : a.layers) {
-    take(l.ln1, BT * d), take(l.ln1_mean, BT), take(l.ln1_rstd, BT), take(l.qkv, BT * 3 * d);
-    take(l.lse, B * H * T), take(l.atty, BT * d), take(l.res1, BT * d);
-    take(l.ln2, BT * d), take(l.ln2_mean, BT), take(l.ln2_rstd, BT);
-    l.a1 = nullptr, l.mask1 = l.mask2 = nullptr;
-    if (kan) take(l.a1, BT * d);
-    take(l.h, BT * hid), take(l.a2, BT * hid), take(l.res2, BT * d);
-    if (masks) take(l.mask1, BT * d), take(l.mask2, BT * d);
-  }
+  a.layers.assign(c.depth, BlockActs{});
+  for (int l = 0; l < c.depth; l++) a.blocks[l].plan_acts(take, a.layers[l], BT, masks);
   take(a.cls, B * d), take(a.lnf, B * d), take(a.lnf_mean, B), take(a.lnf_rstd, B);
   take(a.logits, B * V), take(a.probs, B * V), take(a.losses, B);
-  take(a.dres, BT * d), take(a.dtmp, BT * d), take(a.dln, BT * d), take(a.dqkv, BT * 3 * d);
-  take(a.datty, BT * d), take(a.da1, BT * d), take(a.dh, BT * hid), take(a.da2, BT * hid);
-  take(a.dlogits, B * V), take(a.dlnf, B * d), take(a.dcls, B * d), take(a.dpe, B * N * d);
-  take(a.scratch, attention_scratch_floats());
+  take(a.dres, BT * d), take(a.dlogits, B * V), take(a.dlnf, B * d), take(a.dcls, B * d);
+  take(a.dpe, B * N * d);
+  TransformerBlock::plan_work(take, a.work, BT, a.blocks[0].shape(), attention_scratch_floats());
   int64_t total = 0;
   for (auto& f : fields) total += f.second;
   a.buf.assign(total, 0.0f);
@@ -202,10 +159,8 @@ float VisionTransformer::forward(const float* images, const int32_t* labels, int
   const ModelConfig& c = config_;
   Params& P = params_;
   const int64_t T = c.tokens(), N = c.num_patches(), G = c.grid(), d = c.embed_dim;
-  const int64_t hid = c.hidden(), H = c.num_heads, V = c.num_classes, BT = B * T;
+  const int64_t V = c.num_classes;
   const int64_t p = c.patch_size, Cin = c.in_chans, S = c.img_size, cpp = Cin * p * p;
-  const int groups = c.rational_groups;
-  const bool kan = c.ffn == Ffn::Kan;
 
   // Patch embedding as a GEMM over patches: patches[b*N + n, (ch, ky, kx)].
 #pragma omp parallel for collapse(2) schedule(static)
@@ -234,8 +189,7 @@ float VisionTransformer::forward(const float* images, const int32_t* labels, int
   const bool drop = training && (c.drop_rate > 0 || c.drop_path_rate > 0);
   const float* x = a.x0;
   for (int l = 0; l < c.depth; l++) {
-    const BlockParams& bp = a.blocks[l];
-    LayerActs& L = a.layers[l];
+    BlockActs& L = a.layers[l];
     if (drop) {
       // Per element: dropout keep / (1 - p); per sample: drop-path keep / (1 - rate_l).
       const float rate = c.depth > 1 ? c.drop_path_rate * l / (c.depth - 1) : c.drop_path_rate;
@@ -251,28 +205,9 @@ float VisionTransformer::forward(const float* images, const int32_t* labels, int
         }
       }
     }
-    layernorm_forward(L.ln1, L.ln1_mean, L.ln1_rstd, x, P.value(bp.norm1_w), P.value(bp.norm1_b),
-                      BT, d, c.layernorm_eps);
-    linear_forward(L.qkv, L.ln1, P.value(bp.qkv_w), P.value(bp.qkv_b), BT, d, 3 * d);
-    attention_forward(L.atty, L.lse, a.scratch, L.qkv, B, T, d, H);
-    linear_forward(L.res1, L.atty, P.value(bp.proj_w), P.value(bp.proj_b), BT, d, d);
-    if (drop) multiply(L.res1, L.mask1, BT * d);
-    add_inplace(L.res1, x, BT * d);
-    layernorm_forward(L.ln2, L.ln2_mean, L.ln2_rstd, L.res1, P.value(bp.norm2_w),
-                      P.value(bp.norm2_b), BT, d, c.layernorm_eps);
-    const float* fc1_in = L.ln2;
-    if (kan) {
-      rational_forward(L.a1, L.ln2, P.value(bp.act1_num), P.value(bp.act1_den), BT, d, groups);
-      fc1_in = L.a1;
-    }
-    linear_forward(L.h, fc1_in, P.value(bp.fc1_w), P.value(bp.fc1_b), BT, d, hid);
-    if (kan)
-      rational_forward(L.a2, L.h, P.value(bp.act2_num), P.value(bp.act2_den), BT, hid, groups);
-    else
-      gelu_forward(L.a2, L.h, BT * hid);
-    linear_forward(L.res2, L.a2, P.value(bp.fc2_w), P.value(bp.fc2_b), BT, hid, d);
-    if (drop) multiply(L.res2, L.mask2, BT * d);
-    add_inplace(L.res2, L.res1, BT * d);
+    BlockActs acts = L;
+    if (!drop) acts.mask1 = acts.mask2 = nullptr;  // planned, but off outside training
+    a.blocks[l].forward(P, x, acts, a.work.attn_scratch, B, T, Rope{});
     x = L.res2;
   }
   // Pooling: the class token, or the mean of the patch tokens (LayerNorm is per token, so
@@ -312,10 +247,8 @@ void VisionTransformer::backward() {
   const ModelConfig& c = config_;
   Params& P = params_;
   const int64_t B = a.batch, T = c.tokens(), N = c.num_patches(), d = c.embed_dim;
-  const int64_t hid = c.hidden(), H = c.num_heads, V = c.num_classes, BT = B * T;
+  const int64_t V = c.num_classes, BT = B * T;
   const int64_t cpp = static_cast<int64_t>(c.in_chans) * c.patch_size * c.patch_size;
-  const int groups = c.rational_groups;
-  const bool kan = c.ffn == Ffn::Kan;
 
   // Head: loss -> logits -> final norm of the class token -> residual stream row 0.
   zero(a.dlogits, B * V);
@@ -338,46 +271,12 @@ void VisionTransformer::backward() {
       std::memcpy(a.dres + b * T * d, a.dcls + b * d, d * sizeof(float));
   }
 
-  // Blocks in reverse. a.dres holds the gradient of the residual stream; each branch's input
-  // gradient is accumulated into it by the LayerNorm backward, which turns d(out) into d(in).
+  // Blocks in reverse: a.dres holds the gradient of the residual stream.
   for (int l = c.depth - 1; l >= 0; l--) {
-    const BlockParams& bp = a.blocks[l];
-    const LayerActs& L = a.layers[l];
+    BlockActs acts = a.layers[l];
+    if (!a.masks_on) acts.mask1 = acts.mask2 = nullptr;
     const float* x_in = l == 0 ? a.x0 : a.layers[l - 1].res2;
-    const float* dbranch = a.dres;
-    if (a.masks_on) {
-      for (int64_t i = 0; i < BT * d; i++) a.dtmp[i] = a.dres[i] * L.mask2[i];
-      dbranch = a.dtmp;
-    }
-    // Each branch buffer below has one writer, which overwrites it (accumulate = false).
-    linear_backward(a.da2, P.grad(bp.fc2_w), P.grad(bp.fc2_b), dbranch, L.a2, P.value(bp.fc2_w), BT,
-                    hid, d, false);
-    if (kan)
-      rational_backward(a.dh, P.grad(bp.act2_num), P.grad(bp.act2_den), a.da2, L.h,
-                        P.value(bp.act2_num), P.value(bp.act2_den), BT, hid, groups, false);
-    else
-      gelu_backward(a.dh, a.da2, L.h, BT * hid, false);
-    float* dfc1_in = kan ? a.da1 : a.dln;
-    linear_backward(dfc1_in, P.grad(bp.fc1_w), P.grad(bp.fc1_b), a.dh, kan ? L.a1 : L.ln2,
-                    P.value(bp.fc1_w), BT, d, hid, false);
-    if (kan)
-      rational_backward(a.dln, P.grad(bp.act1_num), P.grad(bp.act1_den), a.da1, L.ln2,
-                        P.value(bp.act1_num), P.value(bp.act1_den), BT, d, groups, false);
-    layernorm_backward(a.dres, P.grad(bp.norm2_w), P.grad(bp.norm2_b), a.dln, L.res1, L.ln2_mean,
-                       L.ln2_rstd, P.value(bp.norm2_w), BT, d);
-
-    dbranch = a.dres;
-    if (a.masks_on) {
-      for (int64_t i = 0; i < BT * d; i++) a.dtmp[i] = a.dres[i] * L.mask1[i];
-      dbranch = a.dtmp;
-    }
-    linear_backward(a.datty, P.grad(bp.proj_w), P.grad(bp.proj_b), dbranch, L.atty,
-                    P.value(bp.proj_w), BT, d, d, false);
-    attention_backward(a.dqkv, a.scratch, a.datty, L.atty, L.qkv, L.lse, B, T, d, H, false, false);
-    linear_backward(a.dln, P.grad(bp.qkv_w), P.grad(bp.qkv_b), a.dqkv, L.ln1, P.value(bp.qkv_w), BT,
-                    d, 3 * d, false);
-    layernorm_backward(a.dres, P.grad(bp.norm1_w), P.grad(bp.norm1_b), a.dln, x_in, L.ln1_mean,
-                       L.ln1_rstd, P.value(bp.norm1_w), BT, d);
+    a.blocks[l].backward(P, a.dres, x_in, acts, a.work, B, T, Rope{});
   }
 
   // Embedding: class token, positions, and the patch projection.

@@ -5,6 +5,7 @@
 
 #include "kat/error.h"
 #include "kat/files.h"
+#include "kat/lm.h"
 #include "kat/safetensors.h"
 
 namespace kat {
@@ -23,16 +24,23 @@ std::string checkpoint_dir(const std::string& path) {
        "model.safetensors)");
 }
 
-void save_model(const std::string& dir, const VisionTransformer& model) {
+void save_params(const std::string& dir, const Params& p, const std::string& config_json) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   check(!ec, dir, ": cannot create directory: ", ec.message());
   std::vector<TensorRef> tensors;
-  const Params& p = model.params();
   for (size_t i = 0; i < p.specs().size(); i++)
     tensors.push_back({p.specs()[i].name, p.specs()[i].shape, p.value(static_cast<int>(i))});
   save_safetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}});
-  write_file_atomic(dir + "/config.json", config_to_json(model.config()));
+  write_file_atomic(dir + "/config.json", config_json);
+}
+
+void save_model(const std::string& dir, const VisionTransformer& model) {
+  save_params(dir, model.params(), config_to_json(model.config()));
+}
+
+void save_lm(const std::string& dir, const CausalLM& model) {
+  save_params(dir, model.params(), lm_config_to_json(model.config()));
 }
 
 void save_optimizer(const std::string& dir, const Params& params, AdamW& opt) {
@@ -45,9 +53,8 @@ void save_optimizer(const std::string& dir, const Params& params, AdamW& opt) {
                    {{"step", std::to_string(opt.steps())}});
 }
 
-void load_weights(const std::string& path, VisionTransformer& model) {
+void load_params(const std::string& path, Params& p, const std::string& architecture) {
   const SafetensorsFile f = SafetensorsFile::load(path);
-  Params& p = model.params();
   std::set<std::string> expected;
   for (size_t i = 0; i < p.specs().size(); i++) {
     const ParamSpec& s = p.specs()[i];
@@ -57,16 +64,36 @@ void load_weights(const std::string& path, VisionTransformer& model) {
   }
   for (const std::string& name : f.names())
     check(expected.count(name) > 0, path, ": unexpected tensor '", name, "' (not part of a ",
-          model.config().architecture, " model)");
+          architecture, " model)");
+}
+
+void load_weights(const std::string& path, VisionTransformer& model) {
+  load_params(path, model.params(), model.config().architecture);
+}
+
+std::string read_config(const std::string& dir) {
+  const std::string config_path = dir + "/config.json";
+  check(file_exists(config_path), dir, ": no config.json in the checkpoint directory");
+  return read_text_file(config_path);
 }
 
 std::unique_ptr<VisionTransformer> load_model(const std::string& path) {
   const std::string dir = checkpoint_dir(path);
-  const std::string config_path = dir + "/config.json";
-  check(file_exists(config_path), dir, ": no config.json in the checkpoint directory");
-  auto model = std::make_unique<VisionTransformer>(
-      config_from_json(read_text_file(config_path), config_path));
+  const std::string text = read_config(dir);
+  check(!is_lm_config_json(text), dir,
+        ": this is a language model; use kat generate / kat eval-lm with it");
+  auto model = std::make_unique<VisionTransformer>(config_from_json(text, dir + "/config.json"));
   load_weights(dir + "/model.safetensors", *model);
+  return model;
+}
+
+std::unique_ptr<CausalLM> load_lm(const std::string& path) {
+  const std::string dir = checkpoint_dir(path);
+  const std::string text = read_config(dir);
+  check(is_lm_config_json(text), dir,
+        ": not a language model (an image classifier? use kat eval / kat predict with it)");
+  auto model = std::make_unique<CausalLM>(lm_config_from_json(text, dir + "/config.json"));
+  load_params(dir + "/model.safetensors", model->params(), model->config().architecture);
   return model;
 }
 

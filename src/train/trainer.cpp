@@ -25,6 +25,7 @@
 #include "kat/optim.h"
 #include "kat/parallel.h"
 #include "kat/rng.h"
+#include "train/run_support.h"
 
 namespace kat {
 namespace fs = std::filesystem;
@@ -33,25 +34,6 @@ using json = nlohmann::json;
 namespace {
 
 enum Purpose : uint64_t { kShuffle = 2, kAugment = 3, kDropout = 4 };
-
-volatile std::sig_atomic_t g_interrupted = 0;
-void on_interrupt(int) { g_interrupted = 1; }
-
-double now_seconds() {
-  using clock = std::chrono::steady_clock;
-  return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
-}
-
-std::string format_duration(double s) {
-  const int64_t t = static_cast<int64_t>(s + 0.5);
-  std::ostringstream o;
-  if (t >= 3600)
-    o << t / 3600 << ":" << std::setw(2) << std::setfill('0') << (t / 60) % 60;
-  else
-    o << t / 60;
-  o << ":" << std::setw(2) << std::setfill('0') << t % 60;
-  return o.str();
-}
 
 std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
   std::vector<int64_t> order(n);
@@ -116,35 +98,6 @@ void gather_batch(uint8_t* out, int32_t* labels, const ImageDataset& d, const in
   }
 }
 
-// Progress on a terminal: one line redrawn in place; elsewhere plain log lines.
-class Progress {
- public:
-  Progress(std::ostream& log, bool bar) : log_(log), bar_(bar) {}
-  void step(int64_t step, int64_t total, int epoch, int epochs, float loss, float acc, double img_s,
-            double eta) {
-    std::ostringstream line;
-    line << "epoch " << epoch + 1 << "/" << epochs << " step " << step << "/" << total << " loss "
-         << std::fixed << std::setprecision(4) << loss << " acc " << std::setprecision(1)
-         << 100 * acc << "% " << std::setprecision(0) << img_s << " img/s ETA "
-         << format_duration(eta);
-    if (bar_) {
-      const int width = 24, filled = static_cast<int>(width * step / std::max<int64_t>(1, total));
-      log_ << "\r[" << std::string(filled, '=') << std::string(width - filled, ' ') << "] "
-           << line.str() << "   " << std::flush;
-    } else {
-      log_ << line.str() << "\n" << std::flush;
-    }
-  }
-  void message(const std::string& text) {
-    if (bar_) log_ << "\r\033[K";
-    log_ << text << "\n" << std::flush;
-  }
-
- private:
-  std::ostream& log_;
-  bool bar_;
-};
-
 json options_json(const TrainOptions& o) {
   return {{"data_dir", o.data_dir},
           {"epochs", o.epochs},
@@ -175,31 +128,6 @@ void options_from_json(const json& j, TrainOptions& o) {
   o.seed = j.at("seed").get<uint64_t>();
   o.train_limit = j.at("train_limit").get<int64_t>();
   o.test_limit = j.at("test_limit").get<int64_t>();
-}
-
-std::string default_run_dir(const std::string& arch) {
-  const std::time_t t = std::time(nullptr);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&t));
-  return "runs/" + arch + "-" + stamp;
-}
-
-void prepare_run_dir(const std::string& dir, bool overwrite) {
-  std::error_code ec;
-  if (fs::exists(dir + "/metrics.jsonl", ec) || fs::exists(dir + "/last", ec)) {
-    check(overwrite, dir, ": already holds a training run (use --overwrite to replace it, or ",
-          "--resume ", dir, "/last to continue it)");
-    fs::remove_all(dir + "/last", ec);
-    fs::remove_all(dir + "/best", ec);
-    fs::remove(dir + "/metrics.jsonl", ec);
-  }
-  fs::create_directories(dir, ec);
-  check(!ec, dir, ": cannot create the run directory: ", ec.message());
-  const std::string probe = dir + "/.write-test";
-  std::ofstream f(probe);
-  check(f.good(), dir, ": the run directory is not writable");
-  f.close();
-  fs::remove(probe, ec);
 }
 
 void check_data_matches(const ModelConfig& c, const ImageDataset& d, const std::string& what) {
@@ -391,8 +319,7 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
     write_file_atomic(dir + "/trainer_state.json", s.dump(2) + "\n");
   };
 
-  std::signal(SIGINT, on_interrupt);
-  g_interrupted = 0;
+  InterruptGuard interrupt;
   TrainResult result;
   result.run_dir = o.out_dir;
   const double t_start = now_seconds();
@@ -402,7 +329,7 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
   std::vector<int64_t> order;
   int64_t order_epoch = -1;
   const int64_t end_step = o.stop_after > 0 ? std::min(total_steps, o.stop_after) : total_steps;
-  while (step < end_step && !g_interrupted) {
+  while (step < end_step && !interrupt.interrupted()) {
     const int64_t epoch = step / steps_per_epoch, in_epoch = step % steps_per_epoch;
     if (order_epoch != epoch) order = epoch_order(train.count, o.seed, epoch), order_epoch = epoch;
     Rng aug_rng = Rng::derive(o.seed, kAugment, static_cast<uint64_t>(step));
@@ -433,8 +360,12 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
       const float mean_loss = static_cast<float>(window_loss / window_steps);
       const float acc = static_cast<float>(window_correct) / window_images;
       const double eta = (total_steps - step) * o.batch / std::max(1.0, last_img_s);
-      progress.step(step, total_steps, static_cast<int>(epoch), o.epochs, mean_loss, acc,
-                    last_img_s, eta);
+      std::ostringstream line;
+      line << "epoch " << epoch + 1 << "/" << o.epochs << " step " << step << "/" << total_steps
+           << " loss " << std::fixed << std::setprecision(4) << mean_loss << " acc "
+           << std::setprecision(1) << 100 * acc << "% " << std::setprecision(0) << last_img_s
+           << " img/s ETA " << format_duration(eta);
+      progress.step(step, total_steps, line.str());
       metrics << json{{"kind", "step"},
                       {"step", step},
                       {"epoch", epoch},
@@ -475,10 +406,9 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
       t_window = now_seconds();  // evaluation time is not training throughput
     }
   }
-  std::signal(SIGINT, SIG_DFL);
   if (step < total_steps) {  // interrupted or --stop-after
     save_state(o.out_dir + "/last", step, 0.0);
-    progress.message(std::string(g_interrupted ? "interrupted" : "stopped") + ": saved " +
+    progress.message(std::string(interrupt.interrupted() ? "interrupted" : "stopped") + ": saved " +
                      o.out_dir + "/last at step " + std::to_string(step) +
                      "; continue with --resume " + o.out_dir + "/last");
   }

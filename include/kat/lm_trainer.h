@@ -1,0 +1,68 @@
+// Training, evaluation and sampling of the byte-level language models: what `kat train-lm`,
+// `kat eval-lm` and `kat generate` run.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include "kat/lm.h"
+#include "kat/rng.h"
+
+namespace kat {
+
+constexpr int64_t kDefaultLmSteps = 3000;
+
+struct LmTrainOptions {
+  std::vector<std::string> texts;  // empty: the fortunes corpus (default_text_dir())
+  int64_t steps = 0;               // 0: kDefaultLmSteps, or the resumed run's
+  int batch = 16;                  // sequences of `context` tokens per step
+  float lr = 2e-3f, min_lr = 1e-4f;
+  int64_t warmup = 100;
+  float weight_decay = 0.1f, clip = 1.0f, beta2 = 0.99f;
+  int64_t eval_every = 500;
+  int64_t eval_tokens = 65536;  // validation tokens per periodic evaluation (the final one: all)
+  int threads = 0;
+  uint64_t seed = 0;
+  std::string out_dir;  // empty: runs/<architecture>-<timestamp>
+  bool overwrite = false;
+  std::string resume;
+  int64_t stop_after = 0;
+  int log_every = 50;
+  int progress = -1;
+};
+
+struct LmEval {
+  int64_t tokens = 0;
+  double loss = 0;  // mean nats per token
+  double bits_per_byte() const;
+  double perplexity() const;
+};
+
+struct LmTrainResult {
+  std::string run_dir;
+  LmEval final_eval;
+  double best_loss = 0, train_seconds = 0;
+  int64_t steps = 0;
+};
+
+LmTrainResult train_lm(const LmConfig& config, LmTrainOptions options, std::ostream& log);
+
+// Mean next-token loss over `tokens` cut into windows of `window` tokens (0: the model's context;
+// the last window shorter), `batch` windows per forward; at most `limit` predicted tokens when
+// limit > 0.
+LmEval evaluate_lm(CausalLM& model, const std::vector<int32_t>& tokens, int batch,
+                   int64_t limit = 0, int64_t window = 0);
+
+struct SamplingOptions {
+  float temperature = 0.8f;  // 0: greedy
+  int top_k = 0;             // 0: all tokens
+  float top_p = 1.0f;        // nucleus: the smallest set holding this much probability
+};
+void validate(const SamplingOptions& s);
+// Draws the next token from logits [V]; scratch is reused between calls.
+int32_t sample_token(const float* logits, int64_t V, const SamplingOptions& s, Rng& rng,
+                     std::vector<float>& scratch);
+
+}  // namespace kat

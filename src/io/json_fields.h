@@ -1,0 +1,38 @@
+// Strict reading of JSON config objects: unknown keys and wrong types are errors naming the file.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+
+#include "kat/error.h"
+
+namespace kat::json_fields {
+
+using json = nlohmann::json;
+
+inline void check_keys(const json& j, const std::set<std::string>& allowed,
+                       const std::string& where, const std::string& origin) {
+  check(j.is_object(), origin, ": ", where, " must be a JSON object");
+  for (const auto& [key, value] : j.items())
+    check(allowed.count(key) > 0, origin, ": unknown key '", key, "' in ", where);
+}
+
+template <class T>
+T get(const json& j, const char* key, const std::string& origin) {
+  try {
+    return j.at(key).get<T>();
+  } catch (const json::exception&) {
+    fail(origin, ": '", key, "' has the wrong type");
+  }
+}
+
+inline json parse(const std::string& text, const std::string& origin) {
+  try {
+    return json::parse(text);
+  } catch (const json::exception& e) {
+    fail(origin, ": not valid JSON (", e.what(), ")");
+  }
+}
+
+}  // namespace kat::json_fields

@@ -1,0 +1,164 @@
+#include "nn/transformer_block.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "kat/kernels.h"
+
+namespace kat {
+namespace {
+
+void multiply(float* y, const float* m, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; i++) y[i] *= m[i];
+}
+
+// dst = src * m (the gradient of a branch scaled by m).
+void scaled(float* dst, const float* src, const float* m, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; i++) dst[i] = src[i] * m[i];
+}
+
+}  // namespace
+
+void DecodeWork::plan(const BlockShape& s, int64_t n) {
+  const int64_t d = s.dim, hid = s.hidden;
+  buf.assign(d + 2 + 3 * d + d + d + d + hid + hid + n, 0.0f);
+  float* at = buf.data();
+  for (auto [p, count] : {std::pair{&ln, d},
+                          {&stats, int64_t{2}},
+                          {&qkv, 3 * d},
+                          {&att, d},
+                          {&branch, d},
+                          {&a1, d},
+                          {&h, hid},
+                          {&a2, hid},
+                          {&scores, n}})
+    *p = at, at += count;
+}
+
+TransformerBlock::TransformerBlock(Params& params, const std::string& prefix, const BlockNames& n,
+                                   const BlockShape& s)
+    : shape_(s) {
+  const int64_t d = s.dim, hid = s.hidden, g = s.groups;
+  auto name = [&](const char* part, const char* what) { return prefix + part + "." + what; };
+  norm1_w = params.add(name(n.norm1, "weight"), {d}, ParamKind::Norm);
+  norm1_b = params.add(name(n.norm1, "bias"), {d}, ParamKind::Norm);
+  qkv_w = params.add(name(n.qkv, "weight"), {3 * d, d}, ParamKind::Weight);
+  qkv_b = params.add(name(n.qkv, "bias"), {3 * d}, ParamKind::Bias);
+  proj_w = params.add(name(n.proj, "weight"), {d, d}, ParamKind::Weight);
+  proj_b = params.add(name(n.proj, "bias"), {d}, ParamKind::Bias);
+  norm2_w = params.add(name(n.norm2, "weight"), {d}, ParamKind::Norm);
+  norm2_b = params.add(name(n.norm2, "bias"), {d}, ParamKind::Norm);
+  const bool kan = s.ffn == Ffn::Kan;
+  if (kan) {
+    act1_num = params.add(prefix + "mlp.act1.weight_numerator", {1, 6}, ParamKind::Rational);
+    act1_den = params.add(prefix + "mlp.act1.weight_denominator", {g, 4}, ParamKind::Rational);
+  }
+  fc1_w = params.add(name(n.fc1, "weight"), {hid, d}, ParamKind::Weight);
+  fc1_b = params.add(name(n.fc1, "bias"), {hid}, ParamKind::Bias);
+  if (kan) {
+    act2_num = params.add(prefix + "mlp.act2.weight_numerator", {1, 6}, ParamKind::Rational);
+    act2_den = params.add(prefix + "mlp.act2.weight_denominator", {g, 4}, ParamKind::Rational);
+  }
+  fc2_w = params.add(name(n.fc2, "weight"), {d, hid}, ParamKind::Weight);
+  fc2_b = params.add(name(n.fc2, "bias"), {d}, ParamKind::Bias);
+}
+
+void TransformerBlock::forward(const Params& p, const float* x, BlockActs& a, float* attn_scratch,
+                               int64_t B, int64_t T, Rope rope) const {
+  const BlockShape& s = shape_;
+  const int64_t d = s.dim, hid = s.hidden, H = s.heads, BT = B * T;
+  const bool kan = s.ffn == Ffn::Kan;
+  layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, p.value(norm1_w), p.value(norm1_b), BT, d,
+                    s.eps);
+  linear_forward(a.qkv, a.ln1, p.value(qkv_w), p.value(qkv_b), BT, d, 3 * d);
+  if (rope.cos) rope_rotate(a.qkv, rope.cos, rope.sin, B, T, d, H, 0, false);
+  attention_forward(a.atty, a.lse, attn_scratch, a.qkv, B, T, d, H, s.causal);
+  linear_forward(a.res1, a.atty, p.value(proj_w), p.value(proj_b), BT, d, d);
+  if (a.mask1) multiply(a.res1, a.mask1, BT * d);
+  add_inplace(a.res1, x, BT * d);
+  layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res1, p.value(norm2_w), p.value(norm2_b), BT,
+                    d, s.eps);
+  const float* fc1_in = a.ln2;
+  if (kan) {
+    rational_forward(a.a1, a.ln2, p.value(act1_num), p.value(act1_den), BT, d, s.groups);
+    fc1_in = a.a1;
+  }
+  linear_forward(a.h, fc1_in, p.value(fc1_w), p.value(fc1_b), BT, d, hid);
+  if (kan)
+    rational_forward(a.a2, a.h, p.value(act2_num), p.value(act2_den), BT, hid, s.groups);
+  else
+    gelu_forward(a.a2, a.h, BT * hid);
+  linear_forward(a.res2, a.a2, p.value(fc2_w), p.value(fc2_b), BT, hid, d);
+  if (a.mask2) multiply(a.res2, a.mask2, BT * d);
+  add_inplace(a.res2, a.res1, BT * d);
+}
+
+void TransformerBlock::backward(Params& p, float* dres, const float* x, const BlockActs& a,
+                                BlockWork& w, int64_t B, int64_t T, Rope rope) const {
+  const BlockShape& s = shape_;
+  const int64_t d = s.dim, hid = s.hidden, H = s.heads, BT = B * T;
+  const bool kan = s.ffn == Ffn::Kan;
+  // Feed-forward branch. Each work buffer has one writer, which overwrites it (accumulate =
+  // false); the LayerNorm backward adds the branch's input gradient into dres.
+  const float* dbranch = dres;
+  if (a.mask2) scaled(w.dtmp, dres, a.mask2, BT * d), dbranch = w.dtmp;
+  linear_backward(w.da2, p.grad(fc2_w), p.grad(fc2_b), dbranch, a.a2, p.value(fc2_w), BT, hid, d,
+                  false);
+  if (kan)
+    rational_backward(w.dh, p.grad(act2_num), p.grad(act2_den), w.da2, a.h, p.value(act2_num),
+                      p.value(act2_den), BT, hid, s.groups, false);
+  else
+    gelu_backward(w.dh, w.da2, a.h, BT * hid, false);
+  float* dfc1_in = kan ? w.da1 : w.dln;
+  linear_backward(dfc1_in, p.grad(fc1_w), p.grad(fc1_b), w.dh, kan ? a.a1 : a.ln2, p.value(fc1_w),
+                  BT, d, hid, false);
+  if (kan)
+    rational_backward(w.dln, p.grad(act1_num), p.grad(act1_den), w.da1, a.ln2, p.value(act1_num),
+                      p.value(act1_den), BT, d, s.groups, false);
+  layernorm_backward(dres, p.grad(norm2_w), p.grad(norm2_b), w.dln, a.res1, a.ln2_mean, a.ln2_rstd,
+                     p.value(norm2_w), BT, d);
+  // Attention branch.
+  dbranch = dres;
+  if (a.mask1) scaled(w.dtmp, dres, a.mask1, BT * d), dbranch = w.dtmp;
+  linear_backward(w.datty, p.grad(proj_w), p.grad(proj_b), dbranch, a.atty, p.value(proj_w), BT, d,
+                  d, false);
+  attention_backward(w.dqkv, w.attn_scratch, w.datty, a.atty, a.qkv, a.lse, B, T, d, H, s.causal,
+                     false);
+  if (rope.cos) rope_rotate(w.dqkv, rope.cos, rope.sin, B, T, d, H, 0, true);
+  linear_backward(w.dln, p.grad(qkv_w), p.grad(qkv_b), w.dqkv, a.ln1, p.value(qkv_w), BT, d, 3 * d,
+                  false);
+  layernorm_backward(dres, p.grad(norm1_w), p.grad(norm1_b), w.dln, x, a.ln1_mean, a.ln1_rstd,
+                     p.value(norm1_w), BT, d);
+}
+
+void TransformerBlock::decode(const Params& p, float* x, float* kcache, float* vcache, int64_t pos,
+                              Rope rope, DecodeWork& w) const {
+  const BlockShape& s = shape_;
+  const int64_t d = s.dim, hid = s.hidden, H = s.heads;
+  const bool kan = s.ffn == Ffn::Kan;
+  layernorm_forward(w.ln, w.stats, w.stats + 1, x, p.value(norm1_w), p.value(norm1_b), 1, d, s.eps);
+  linear_forward(w.qkv, w.ln, p.value(qkv_w), p.value(qkv_b), 1, d, 3 * d);
+  if (rope.cos) rope_rotate(w.qkv, rope.cos, rope.sin, 1, 1, d, H, pos, false);
+  std::copy(w.qkv + d, w.qkv + 2 * d, kcache + pos * d);
+  std::copy(w.qkv + 2 * d, w.qkv + 3 * d, vcache + pos * d);
+  attention_decode(w.att, w.scores, w.qkv, kcache, vcache, pos + 1, d, H);
+  linear_forward(w.branch, w.att, p.value(proj_w), p.value(proj_b), 1, d, d);
+  add_inplace(x, w.branch, d);
+  layernorm_forward(w.ln, w.stats, w.stats + 1, x, p.value(norm2_w), p.value(norm2_b), 1, d, s.eps);
+  const float* fc1_in = w.ln;
+  if (kan) {
+    rational_forward(w.a1, w.ln, p.value(act1_num), p.value(act1_den), 1, d, s.groups);
+    fc1_in = w.a1;
+  }
+  linear_forward(w.h, fc1_in, p.value(fc1_w), p.value(fc1_b), 1, d, hid);
+  if (kan)
+    rational_forward(w.a2, w.h, p.value(act2_num), p.value(act2_den), 1, hid, s.groups);
+  else
+    gelu_forward(w.a2, w.h, hid);
+  linear_forward(w.branch, w.a2, p.value(fc2_w), p.value(fc2_b), 1, hid, d);
+  add_inplace(x, w.branch, d);
+}
+
+}  // namespace kat

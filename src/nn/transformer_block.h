@@ -1,0 +1,105 @@
+// One pre-norm Transformer block, shared by every kat model: x + attn(norm1(x)), then
+// + ffn(norm2(x)), where ffn is the GELU MLP (fc1, gelu, fc2) or GR-KAN (act1, fc1, act2, fc2).
+// The block owns its parameter indices; activations live in the model's planned buffer.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kat/config.h"
+#include "kat/params.h"
+
+namespace kat {
+
+// Checkpoint names of the block's parts after "<prefix>"; the rationals are mlp.act1 and
+// mlp.act2 under either scheme.
+struct BlockNames {
+  const char *norm1, *qkv, *proj, *norm2, *fc1, *fc2;
+};
+inline constexpr BlockNames kTimmBlockNames{"norm1", "attn.qkv", "attn.proj",
+                                            "norm2", "mlp.fc1",  "mlp.fc2"};
+inline constexpr BlockNames kGpt2BlockNames{"ln_1", "attn.c_attn", "attn.c_proj",
+                                            "ln_2", "mlp.c_fc",    "mlp.c_proj"};
+
+struct BlockShape {
+  int64_t dim = 0, hidden = 0, heads = 0;
+  Ffn ffn = Ffn::Kan;
+  int groups = 8;
+  float eps = 1e-6f;
+  bool causal = false;
+};
+
+// Rotary position tables [positions, head_dim / 2] (rope_tables); null: no rotation.
+struct Rope {
+  const float *cos = nullptr, *sin = nullptr;
+};
+
+// What the forward keeps for the backward; each has B*T rows.
+struct BlockActs {
+  float *ln1, *ln1_mean, *ln1_rstd, *qkv, *lse, *atty, *res1;
+  float *ln2, *ln2_mean, *ln2_rstd, *a1, *h, *a2, *res2;  // a1: KAN only; res2 is the output
+  float *mask1, *mask2;  // per-element scales of the two branches (dropout x drop-path), or null
+};
+
+// Gradient buffers the backward passes through, shared by all blocks of a model.
+struct BlockWork {
+  float *dtmp, *dln, *dqkv, *datty, *da1, *dh, *da2, *attn_scratch;
+};
+
+// One-token buffers of decode(): n = the longest context.
+struct DecodeWork {
+  std::vector<float> buf;
+  float *ln, *stats, *qkv, *att, *branch, *a1, *h, *a2, *scores;
+  void plan(const BlockShape& s, int64_t n);
+};
+
+class TransformerBlock {
+ public:
+  TransformerBlock(Params& params, const std::string& prefix, const BlockNames& names,
+                   const BlockShape& shape);
+  const BlockShape& shape() const { return shape_; }
+
+  // Lays out the block's activations for `rows` = B*T rows: take(float*& p, int64_t count).
+  template <class Take>
+  void plan_acts(Take&& take, BlockActs& a, int64_t rows, bool masks) const {
+    const int64_t d = shape_.dim, hid = shape_.hidden;
+    take(a.ln1, rows * d), take(a.ln1_mean, rows), take(a.ln1_rstd, rows);
+    take(a.qkv, rows * 3 * d), take(a.lse, rows * shape_.heads), take(a.atty, rows * d);
+    take(a.res1, rows * d), take(a.ln2, rows * d), take(a.ln2_mean, rows), take(a.ln2_rstd, rows);
+    a.a1 = a.mask1 = a.mask2 = nullptr;
+    if (shape_.ffn == Ffn::Kan) take(a.a1, rows * d);
+    take(a.h, rows * hid), take(a.a2, rows * hid), take(a.res2, rows * d);
+    if (masks) take(a.mask1, rows * d), take(a.mask2, rows * d);
+  }
+  template <class Take>
+  static void plan_work(Take&& take, BlockWork& w, int64_t rows, const BlockShape& s,
+                        int64_t attn_scratch) {
+    take(w.dtmp, rows * s.dim), take(w.dln, rows * s.dim), take(w.dqkv, rows * 3 * s.dim);
+    take(w.datty, rows * s.dim), take(w.da1, rows * s.dim), take(w.dh, rows * s.hidden);
+    take(w.da2, rows * s.hidden), take(w.attn_scratch, attn_scratch);
+  }
+
+  // a.res2 = block(x) for x [B*T, dim]. With a.mask1/mask2 set, each branch is scaled by them
+  // before the residual add.
+  void forward(const Params& p, const float* x, BlockActs& a, float* attn_scratch, int64_t B,
+               int64_t T, Rope rope) const;
+  // dres [B*T, dim] holds the gradient of the block's output on entry and of its input x on
+  // return; parameter gradients accumulate.
+  void backward(Params& p, float* dres, const float* x, const BlockActs& a, BlockWork& w, int64_t B,
+                int64_t T, Rope rope) const;
+
+  // Generation: x[dim] of the token at position `pos` becomes the block's output; its key and value
+  // go to row pos of kcache / vcache [context, dim], and attention reads rows 0..pos.
+  void decode(const Params& p, float* x, float* kcache, float* vcache, int64_t pos, Rope rope,
+              DecodeWork& w) const;
+
+  // Parameter indices (act* are -1 for the MLP).
+  int norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b;
+  int act1_num = -1, act1_den = -1, fc1_w, fc1_b, act2_num = -1, act2_den = -1, fc2_w, fc2_b;
+
+ private:
+  BlockShape shape_;
+};
+
+}  // namespace kat

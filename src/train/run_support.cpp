@@ -1,0 +1,84 @@
+#include "train/run_support.h"
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+
+#include "kat/error.h"
+
+namespace kat {
+namespace fs = std::filesystem;
+
+namespace {
+volatile std::sig_atomic_t g_interrupted = 0;
+void on_interrupt(int) { g_interrupted = 1; }
+}  // namespace
+
+double now_seconds() {
+  using clock = std::chrono::steady_clock;
+  return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
+}
+
+std::string format_duration(double s) {
+  const int64_t t = static_cast<int64_t>(s + 0.5);
+  std::ostringstream o;
+  if (t >= 3600)
+    o << t / 3600 << ":" << std::setw(2) << std::setfill('0') << (t / 60) % 60;
+  else
+    o << t / 60;
+  o << ":" << std::setw(2) << std::setfill('0') << t % 60;
+  return o.str();
+}
+
+std::string default_run_dir(const std::string& arch) {
+  const std::time_t t = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&t));
+  return "runs/" + arch + "-" + stamp;
+}
+
+void prepare_run_dir(const std::string& dir, bool overwrite) {
+  std::error_code ec;
+  if (fs::exists(dir + "/metrics.jsonl", ec) || fs::exists(dir + "/last", ec)) {
+    check(overwrite, dir, ": already holds a training run (use --overwrite to replace it, or ",
+          "--resume ", dir, "/last to continue it)");
+    fs::remove_all(dir + "/last", ec);
+    fs::remove_all(dir + "/best", ec);
+    fs::remove(dir + "/metrics.jsonl", ec);
+  }
+  fs::create_directories(dir, ec);
+  check(!ec, dir, ": cannot create the run directory: ", ec.message());
+  const std::string probe = dir + "/.write-test";
+  std::ofstream f(probe);
+  check(f.good(), dir, ": the run directory is not writable");
+  f.close();
+  fs::remove(probe, ec);
+}
+
+InterruptGuard::InterruptGuard() {
+  g_interrupted = 0;
+  std::signal(SIGINT, on_interrupt);
+}
+InterruptGuard::~InterruptGuard() { std::signal(SIGINT, SIG_DFL); }
+bool InterruptGuard::interrupted() { return g_interrupted != 0; }
+
+void Progress::step(int64_t step, int64_t total, const std::string& line) {
+  if (bar_) {
+    const int width = 24, filled = static_cast<int>(width * step / std::max<int64_t>(1, total));
+    log_ << "\r[" << std::string(filled, '=') << std::string(width - filled, ' ') << "] " << line
+         << "   " << std::flush;
+  } else {
+    log_ << line << "\n" << std::flush;
+  }
+}
+
+void Progress::message(const std::string& text) {
+  if (bar_) log_ << "\r\033[K";
+  log_ << text << "\n" << std::flush;
+}
+
+}  // namespace kat

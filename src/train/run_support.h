@@ -1,0 +1,42 @@
+// What every training loop shares: run directories, the progress line, Ctrl-C, clocks.
+#pragma once
+
+#include <csignal>
+#include <cstdint>
+#include <ostream>
+#include <string>
+
+namespace kat {
+
+double now_seconds();
+std::string format_duration(double seconds);  // "3:07", "1:02:45"
+
+// runs/<architecture>-<YYYYmmdd-HHMMSS>
+std::string default_run_dir(const std::string& architecture);
+// Creates the run directory, refusing one that already holds a run unless `overwrite` (then its
+// last/, best/ and metrics.jsonl are removed), and checks that it is writable.
+void prepare_run_dir(const std::string& dir, bool overwrite);
+
+// Ctrl-C while training: the loop finishes its step, saves last/ and says how to resume.
+class InterruptGuard {
+ public:
+  InterruptGuard();
+  ~InterruptGuard();
+  InterruptGuard(const InterruptGuard&) = delete;
+  InterruptGuard& operator=(const InterruptGuard&) = delete;
+  static bool interrupted();
+};
+
+// Progress on a terminal: one line redrawn in place behind a bar; elsewhere plain log lines.
+class Progress {
+ public:
+  Progress(std::ostream& log, bool bar) : log_(log), bar_(bar) {}
+  void step(int64_t step, int64_t total, const std::string& line);
+  void message(const std::string& text);
+
+ private:
+  std::ostream& log_;
+  bool bar_;
+};
+
+}  // namespace kat
