@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "flags.h"
 #include "kat/error.h"
 #include "kat/kernels.h"
 #include "kat/parallel.h"
@@ -53,27 +54,14 @@ double torch_ms(const std::string& op, const Options& o) {
 
 int run(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; i++) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      check(i + 1 < argc, a, " needs a value");
-      return argv[++i];
-    };
-    if (a == "--rows")
-      o.rows = std::stoll(value());
-    else if (a == "--channels")
-      o.channels = std::stoll(value());
-    else if (a == "--groups")
-      o.groups = std::stoi(value());
-    else if (a == "--threads")
-      o.threads = std::stoi(value());
-    else if (a == "--runs")
-      o.runs = std::stoi(value());
-    else if (a == "--no-torch")
-      o.torch = false;
-    else
-      fail("unknown option ", a, " (see the comment at the top of bench/activation_vs_torch.cpp)");
-  }
+  bench::Flags("activation_vs_torch")
+      .add("--rows", o.rows)
+      .add("--channels", o.channels)
+      .add("--groups", o.groups)
+      .add("--threads", o.threads)
+      .add("--runs", o.runs)
+      .add("--no-torch", o.torch, false)
+      .parse(argc, argv, 1);
   set_num_threads(o.threads);
   const int64_t n = o.rows * o.channels;
   std::vector<float> x(n), dy(n), y(n), dx(n);

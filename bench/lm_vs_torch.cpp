@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "flags.h"
 #include "kat/error.h"
 #include "kat/files.h"
 #include "kat/lm.h"
@@ -204,38 +205,19 @@ Options parse(int argc, char** argv) {
         "usage: lm_vs_torch train|generate|memory [options] (see the top of "
         "bench/lm_vs_torch.cpp)");
   o.mode = argv[1];
-  for (int i = 2; i < argc; i++) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      check(i + 1 < argc, a, " needs a value");
-      return argv[++i];
-    };
-    if (a == "--config")
-      o.config = value();
-    else if (a == "--batch")
-      o.batch = std::stoi(value());
-    else if (a == "--context")
-      o.context = std::stoi(value());
-    else if (a == "--contexts") {
-      std::stringstream s(value());
-      for (std::string item; std::getline(s, item, ',');) o.contexts.push_back(std::stoi(item));
-    } else if (a == "--steps")
-      o.steps = std::stoi(value());
-    else if (a == "--warmup")
-      o.warmup = std::stoi(value());
-    else if (a == "--runs")
-      o.runs = std::stoi(value());
-    else if (a == "--threads")
-      o.threads = std::stoi(value());
-    else if (a == "--prompt")
-      o.prompt = std::stoi(value());
-    else if (a == "--no-torch")
-      o.torch = false;
-    else if (a == "--child")
-      o.child = true;
-    else
-      fail("unknown option ", a, " (see the comment at the top of bench/lm_vs_torch.cpp)");
-  }
+  bench::Flags("lm_vs_torch")
+      .add("--config", o.config)
+      .add("--batch", o.batch)
+      .add("--context", o.context)
+      .add("--contexts", o.contexts)
+      .add("--steps", o.steps)
+      .add("--warmup", o.warmup)
+      .add("--runs", o.runs)
+      .add("--threads", o.threads)
+      .add("--prompt", o.prompt)
+      .add("--no-torch", o.torch, false)
+      .add("--child", o.child, true)
+      .parse(argc, argv, 2);
   if (o.contexts.empty())
     o.contexts =
         o.mode == "memory" ? std::vector<int>{1024, 2048, 4096, 8192} : std::vector<int>{256, 1024};

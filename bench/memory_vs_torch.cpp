@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "flags.h"
 #include "kat/config.h"
 #include "kat/error.h"
 #include "kat/files.h"
@@ -106,29 +107,15 @@ double torch_peak_mib(const std::string& config_path, const Options& o) {
 
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; i++) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      check(i + 1 < argc, a, " needs a value");
-      return argv[++i];
-    };
-    if (a == "--config")
-      o.config = value();
-    else if (a == "--batch")
-      o.batch = std::stoi(value());
-    else if (a == "--threads")
-      o.threads = std::stoi(value());
-    else if (a == "--steps")
-      o.steps = std::stoi(value());
-    else if (a == "--runs")
-      o.runs = std::stoi(value());
-    else if (a == "--no-torch")
-      o.torch = false;
-    else if (a == "--child")
-      o.child = true;
-    else
-      fail("unknown option ", a, " (see the comment at the top of bench/memory_vs_torch.cpp)");
-  }
+  bench::Flags("memory_vs_torch")
+      .add("--config", o.config)
+      .add("--batch", o.batch)
+      .add("--threads", o.threads)
+      .add("--steps", o.steps)
+      .add("--runs", o.runs)
+      .add("--no-torch", o.torch, false)
+      .add("--child", o.child, true)
+      .parse(argc, argv, 1);
   check(o.batch > 0 && o.steps > 0 && o.runs > 0, "--batch, --steps and --runs must be positive");
   return o;
 }

@@ -203,23 +203,25 @@ struct AttentionCase {
   int64_t T;
   bool causal;
   AttentionTiles tiles;
+  int64_t window = 0;
 };
 
 class AttentionVsReference : public ::testing::TestWithParam<AttentionCase> {};
 
 TEST_P(AttentionVsReference, ForwardAndBackward) {
-  const auto [T, causal, tiles] = GetParam();
+  const auto [T, causal, tiles, window] = GetParam();
+  const AttentionMask mask(causal, window);
   const int64_t B = 2, C = 16, H = 2;
   const auto qkv = randn(B * T * 3 * C, 1, 1.5f), dout = randn(B * T * C, 2);
   std::vector<float> out(B * T * C), lse(B * H * T), dqkv(qkv.size(), 0.5f);
   std::vector<float> scratch(attention_scratch_floats(tiles));
-  attention_forward(out.data(), lse.data(), scratch.data(), qkv.data(), B, T, C, H, causal, tiles);
+  attention_forward(out.data(), lse.data(), scratch.data(), qkv.data(), B, T, C, H, mask, tiles);
   attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), qkv.data(), lse.data(),
-                     B, T, C, H, causal, true, tiles);
+                     B, T, C, H, mask, true, tiles);
   std::vector<double> qd(qkv.begin(), qkv.end()), dod(dout.begin(), dout.end());
   std::vector<double> out_ref(out.size()), dqkv_ref(qkv.size(), 0.5);
-  attention_forward_ref(out_ref.data(), qd.data(), B, T, C, H, causal);
-  attention_backward_ref(dqkv_ref.data(), dod.data(), qd.data(), B, T, C, H, causal);
+  attention_forward_ref(out_ref.data(), qd.data(), B, T, C, H, mask);
+  attention_backward_ref(dqkv_ref.data(), dod.data(), qd.data(), B, T, C, H, mask);
   for (size_t i = 0; i < out.size(); i++) ASSERT_NEAR(out[i], out_ref[i], 2e-5) << "out " << i;
   for (size_t i = 0; i < dqkv.size(); i++) ASSERT_NEAR(dqkv[i], dqkv_ref[i], 5e-5) << "dqkv " << i;
 }
@@ -230,29 +232,36 @@ INSTANTIATE_TEST_SUITE_P(
                       AttentionCase{70, false, {}}, AttentionCase{70, true, {}},
                       AttentionCase{197, false, {}}, AttentionCase{600, false, {}},
                       AttentionCase{600, true, {}}, AttentionCase{13, false, {3, 4}},
-                      AttentionCase{13, true, {3, 4}}, AttentionCase{40, true, {8, 16}}),
+                      AttentionCase{13, true, {3, 4}}, AttentionCase{40, true, {8, 16}},
+                      AttentionCase{70, true, {}, 16}, AttentionCase{70, false, {}, 15},
+                      AttentionCase{600, true, {}, 100}, AttentionCase{600, false, {64, 128}, 90},
+                      AttentionCase{13, false, {3, 4}, 5}, AttentionCase{13, true, {3, 4}, 4}),
     [](const ::testing::TestParamInfo<AttentionCase>& info) {
       const AttentionCase& c = info.param;
       return "T" + std::to_string(c.T) + (c.causal ? "_causal" : "") + "_tiles" +
-             std::to_string(c.tiles.q) + "x" + std::to_string(c.tiles.k);
+             std::to_string(c.tiles.q) + "x" + std::to_string(c.tiles.k) +
+             (c.window ? "_window" + std::to_string(c.window) : "");
     });
 
 TEST(Attention, GradientsThroughManyTiles) {
   const int64_t B = 2, T = 11, C = 8, H = 2;
-  for (bool causal : {false, true}) {
+  for (AttentionMask mask : {AttentionMask(false), AttentionMask(true), AttentionMask(false, 4),
+                             AttentionMask(true, 3)}) {
     const AttentionTiles tiles{3, 4};  // 11 is a multiple of neither
     auto qkv = randn(B * T * 3 * C, 1), wy = randn(B * T * C, 2);
     std::vector<float> out(B * T * C), lse(B * H * T), dqkv(qkv.size(), 0);
     std::vector<float> scratch(attention_scratch_floats(tiles));
     auto loss = [&] {
-      attention_forward(out.data(), lse.data(), scratch.data(), qkv.data(), B, T, C, H, causal,
+      attention_forward(out.data(), lse.data(), scratch.data(), qkv.data(), B, T, C, H, mask,
                         tiles);
       return dot(wy, out.data());
     };
     loss();
     attention_backward(dqkv.data(), scratch.data(), wy.data(), out.data(), qkv.data(), lse.data(),
-                       B, T, C, H, causal, true, tiles);
-    expect_gradient(loss, qkv, dqkv, causal ? "dqkv causal" : "dqkv", 1e-2f, 2e-3, 2e-2, 1000);
+                       B, T, C, H, mask, true, tiles);
+    const std::string what = std::string("dqkv") + (mask.causal ? " causal" : "") +
+                             (mask.window ? " window " + std::to_string(mask.window) : "");
+    expect_gradient(loss, qkv, dqkv, what.c_str(), 1e-2f, 2e-3, 2e-2, 1000);
   }
 }
 
@@ -272,6 +281,46 @@ TEST(Attention, LargeScoresStayFinite) {
     for (float l : lse) ASSERT_TRUE(std::isfinite(l));
   }
 }
+
+// Linear attention: the chunked fast path against the per-query double reference (forward), and
+// its backward against central differences of that reference in double.
+class LinearAttentionVsReference : public ::testing::TestWithParam<std::tuple<int64_t, bool>> {};
+
+TEST_P(LinearAttentionVsReference, ForwardAndBackward) {
+  const auto [T, causal] = GetParam();
+  const int64_t B = 2, C = 8, H = 2;
+  const auto qkv = randn(B * T * 3 * C, 3), dout = randn(B * T * C, 4);
+  std::vector<float> out(B * T * C), dqkv(qkv.size(), 0.25f);
+  std::vector<float> scratch(linear_attention_scratch_floats(T, C, H));
+  linear_attention_forward(out.data(), scratch.data(), qkv.data(), B, T, C, H, causal);
+  linear_attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), qkv.data(), B, T,
+                            C, H, causal, true);
+  std::vector<double> qd(qkv.begin(), qkv.end()), ref(out.size());
+  linear_attention_forward_ref(ref.data(), qd.data(), B, T, C, H, causal);
+  for (size_t i = 0; i < out.size(); i++)
+    ASSERT_NEAR(out[i], ref[i], 2e-5 * (1 + std::fabs(ref[i]))) << "out " << i;
+  auto loss = [&] {
+    linear_attention_forward_ref(ref.data(), qd.data(), B, T, C, H, causal);
+    double l = 0;
+    for (size_t i = 0; i < ref.size(); i++) l += dout[i] * ref[i];
+    return l;
+  };
+  const int64_t n = static_cast<int64_t>(qd.size()), step = std::max<int64_t>(1, n / 300);
+  for (int64_t i = 0; i < n; i += step) {
+    const double keep = qd[i], eps = 1e-5;
+    qd[i] = keep + eps;
+    const double up = loss();
+    qd[i] = keep - eps;
+    const double down = loss();
+    qd[i] = keep;
+    const double numeric = (up - down) / (2 * eps) + 0.25;  // dqkv started at 0.25
+    ASSERT_NEAR(dqkv[i], numeric, 1e-4 + 1e-3 * std::fabs(numeric)) << "dqkv " << i;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Lengths, LinearAttentionVsReference,
+                         ::testing::Combine(::testing::Values(1, 5, 64, 100, 150),
+                                            ::testing::Bool()));
 
 TEST(SoftmaxXent, LossAndGradient) {
   const int64_t B = 3, V = 5;

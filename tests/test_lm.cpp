@@ -16,8 +16,9 @@ namespace {
 
 using testing::randn;
 
-LmConfig tiny_lm(Ffn ffn, Positions positions, bool tied) {
+LmConfig tiny_lm(Ffn ffn, Positions positions, bool tied, Mixer mixer = Mixer::Softmax) {
   LmConfig c;
+  c.mixer = mixer, c.window = mixer == Mixer::Local ? 5 : 0;
   c.architecture = ffn == Ffn::Kan ? "kat_lm_test" : "gpt_lm_test";
   c.context = 16, c.embed_dim = 16, c.depth = 2, c.num_heads = 2, c.hidden = 32;
   c.ffn = ffn, c.rational_groups = 4, c.positions = positions, c.tie_weights = tied;
@@ -51,32 +52,12 @@ TEST(Rope, MatchesReferenceAndInverts) {
 void check_lm_gradients(const LmConfig& c) {
   CausalLM m(c);
   m.init(3);
-  auto noise = randn(m.params().total(), 11, 0.05f);
-  for (int64_t i = 0; i < m.params().total(); i++) m.params().values()[i] += noise[i];
-  for (const ParamSpec& s : m.params().specs()) {  // keep |b| away from its kink at 0
-    if (s.name.find("weight_denominator") == std::string::npos) continue;
-    float* v = m.params().value(m.params().find(s.name));
-    for (int64_t i = 0; i < s.size; i++) v[i] = std::copysign(0.05f + std::fabs(v[i]), v[i]);
-  }
   const int64_t B = 2, T = 7;
   const auto tokens = byte_tokens(B * T, 5), targets = byte_tokens(B * T, 6);
-  auto loss = [&] { return static_cast<double>(m.forward(tokens.data(), targets.data(), B, T)); };
-  m.params().zero_grad();
-  loss();
-  m.backward();
-  const std::vector<float> grads = m.params().grads();
-  for (const ParamSpec& s : m.params().specs()) {
-    float* live = m.params().value(m.params().find(s.name));
-    std::vector<float> x(live, live + s.size);
-    std::vector<float> g(grads.begin() + s.offset, grads.begin() + s.offset + s.size);
-    auto live_loss = [&] {
-      std::copy(x.begin(), x.end(), live);
-      return loss();
-    };
-    const float eps = s.kind == ParamKind::Rational ? 1e-3f : 3e-3f;
-    testing::expect_gradient(live_loss, x, g, s.name.c_str(), eps, 1e-3, 3e-2, 16);
-    std::copy(x.begin(), x.end(), live);
-  }
+  testing::expect_model_gradients(
+      m.params(),
+      [&] { return static_cast<double>(m.forward(tokens.data(), targets.data(), B, T)); },
+      [&] { m.backward(); });
 }
 
 TEST(LmGradients, KanRopeTied) { check_lm_gradients(tiny_lm(Ffn::Kan, Positions::Rope, true)); }
@@ -109,6 +90,16 @@ TEST(LmDecode, KvCacheEqualsFullRecomputeWithRope) {
 }
 TEST(LmDecode, KvCacheEqualsFullRecomputeWithLearnedPositions) {
   check_cache_equals_recompute(tiny_lm(Ffn::Mlp, Positions::Learned, false));
+}
+TEST(LmDecode, LocalMixerWindowEqualsFullRecompute) {
+  check_cache_equals_recompute(tiny_lm(Ffn::Kan, Positions::Rope, true, Mixer::Local));
+}
+TEST(LmDecode, LinearMixerRecurrentStateEqualsFullRecompute) {
+  check_cache_equals_recompute(tiny_lm(Ffn::Kan, Positions::Rope, true, Mixer::Linear));
+}
+TEST(LmGradients, LocalAndLinearMixers) {
+  check_lm_gradients(tiny_lm(Ffn::Kan, Positions::Rope, true, Mixer::Local));
+  check_lm_gradients(tiny_lm(Ffn::Mlp, Positions::Learned, false, Mixer::Linear));
 }
 
 TEST(Lm, ParameterNamesAreGpt2s) {

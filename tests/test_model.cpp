@@ -25,41 +25,13 @@ ModelConfig tiny(Ffn ffn) {
 void check_model_gradients(ModelConfig c, bool training) {
   VisionTransformer m(c);
   m.init(3);
-  // Perturb everything so no gradient is trivially zero (zero biases, unit norms, ...).
-  auto noise = testing::randn(m.params().total(), 11, 0.05f);
-  for (int64_t i = 0; i < m.params().total(); i++) m.params().values()[i] += noise[i];
-  // |b| has a kink at 0 where central differences are meaningless: keep the denominator
-  // coefficients (identity's are all 0) at least 0.05 away from it.
-  for (const ParamSpec& s : m.params().specs()) {
-    if (s.name.find("weight_denominator") == std::string::npos) continue;
-    float* v = m.params().value(m.params().find(s.name));
-    for (int64_t i = 0; i < s.size; i++) v[i] = std::copysign(0.05f + std::fabs(v[i]), v[i]);
-  }
   const int64_t B = 3;
   auto images = testing::randn(B * c.in_chans * c.img_size * c.img_size, 5);
   const int32_t labels[B] = {1, 4, 0};
-  auto loss = [&] {
-    return static_cast<double>(m.forward(images.data(), labels, B, training, 0.1f, 99));
-  };
-  m.params().zero_grad();
-  loss();
-  m.backward();
-  std::vector<float> grads = m.params().grads();
-  for (const ParamSpec& s : m.params().specs()) {
-    std::vector<float> x(m.params().value(m.params().find(s.name)),
-                         m.params().value(m.params().find(s.name)) + s.size);
-    std::vector<float> g(grads.begin() + s.offset, grads.begin() + s.offset + s.size);
-    // The loss reads the parameter through the model, so perturb in place and copy back.
-    float* live = m.params().value(m.params().find(s.name));
-    auto live_loss = [&] {
-      std::copy(x.begin(), x.end(), live);
-      return loss();
-    };
-    // Rational coefficients multiply x^5 and |x|^4: a smaller step keeps the difference linear.
-    const float eps = s.kind == ParamKind::Rational ? 1e-3f : 3e-3f;
-    testing::expect_gradient(live_loss, x, g, s.name.c_str(), eps, 1e-3, 3e-2, 16);
-    std::copy(x.begin(), x.end(), live);
-  }
+  testing::expect_model_gradients(
+      m.params(),
+      [&] { return static_cast<double>(m.forward(images.data(), labels, B, training, 0.1f, 99)); },
+      [&] { m.backward(); });
 }
 
 TEST(ModelGradients, Kat) { check_model_gradients(tiny(Ffn::Kan), false); }
@@ -68,6 +40,14 @@ TEST(ModelGradients, KatWithDropoutAndDropPath) {
   ModelConfig c = tiny(Ffn::Kan);
   c.drop_rate = 0.2f, c.drop_path_rate = 0.3f;
   check_model_gradients(c, true);
+}
+
+TEST(ModelGradients, KatWithLocalAndLinearMixers) {
+  ModelConfig c = tiny(Ffn::Kan);
+  c.mixer = Mixer::Local, c.window = 3;
+  check_model_gradients(c, false);
+  c.mixer = Mixer::Linear, c.window = 0;
+  check_model_gradients(c, false);
 }
 
 TEST(ModelGradients, KatWithAveragePooling) {

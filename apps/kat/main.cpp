@@ -71,6 +71,8 @@ config.json, plus optimizer.safetensors and trainer_state.json for --resume).
   --clip X               gradient-norm clipping, 0 to disable               [1.0]
   --augment SPEC         none | shift | flip | shift,flip                   [auto]
                          auto: flip on Fashion-MNIST (mirror-symmetric classes), else none
+  --mixer NAME           token mixer: softmax, local or linear              [softmax]
+  --window W             keys each query sees with the local mixer
   --drop-path X          stochastic depth rate (linear over depth)          [0]
   --dropout X            dropout on the residual branches                   [0]
   --threads N            threads (0: all cores)                             [0]
@@ -110,7 +112,9 @@ is split 90/10 into training and validation text (every tenth block of 4 KiB).
   --config NAME|FILE     kat_lm, gpt_lm or a config.json                     [kat_lm]
   --context N            context length (tokens) of a new model             [256]
   --positions rope|learned  position encoding of a new model                [rope]
-  --steps N              training steps                                     [3000]
+  --mixer NAME           token mixer: softmax, local or linear              [softmax]
+  --window W             keys each query sees with the local mixer
+  --steps N              training steps (about 20 minutes on 2 cores)       [1800]
   --batch N              sequences per step                                 [16]
   --lr X                 peak learning rate (AdamW)                         [0.002]
   --min-lr X             final learning rate of the cosine schedule         [1e-4]
@@ -238,13 +242,13 @@ bool wants_help(int argc, char** argv) {
 }
 
 int cmd_train(int argc, char** argv) {
-  const Args a =
-      parse(argc, argv, 2, {"model",     "config",   "data",      "epochs",       "batch",
-                            "lr",        "min-lr",   "warmup",    "weight-decay", "label-smoothing",
-                            "clip",      "augment",  "drop-path", "dropout",      "threads",
-                            "seed",      "out",      "resume",    "train-limit",  "test-limit",
-                            "log-every", "progress", "stop-after"},
-            {"overwrite"}, "train");
+  const Args a = parse(argc, argv, 2,
+                       {"model",     "config",   "data",       "epochs",       "batch",
+                        "lr",        "min-lr",   "warmup",     "weight-decay", "label-smoothing",
+                        "clip",      "augment",  "drop-path",  "dropout",      "threads",
+                        "seed",      "out",      "resume",     "train-limit",  "test-limit",
+                        "log-every", "progress", "stop-after", "mixer",        "window"},
+                       {"overwrite"}, "train");
   check(a.positional.empty(), "unexpected argument '", a.positional.empty() ? "" : a.positional[0],
         "' (see kat train --help)");
   TrainOptions o;
@@ -289,6 +293,9 @@ int cmd_train(int argc, char** argv) {
   }
   c.drop_path_rate = static_cast<float>(a.real("drop-path", c.drop_path_rate));
   c.drop_rate = static_cast<float>(a.real("dropout", c.drop_rate));
+  if (a.has("mixer")) c.mixer = parse_mixer(a.str("mixer"));
+  c.window = static_cast<int>(a.integer("window", c.window));
+  validate(c);
   const TrainResult r = train_classifier(c, adapt, o, std::cerr);
   std::cout << "run directory:   " << r.run_dir << "\n"
             << "last checkpoint: " << r.run_dir << "/last\n"
@@ -322,10 +329,10 @@ int parse_progress(const Args& a) {
 
 int cmd_train_lm(int argc, char** argv) {
   const Args a = parse(
-      argc, argv, 2,
-      {"text",    "model",  "config", "context",      "positions",  "steps",      "batch",
-       "lr",      "min-lr", "warmup", "weight-decay", "clip",       "eval-every", "eval-tokens",
-       "threads", "seed",   "out",    "resume",       "stop-after", "log-every",  "progress"},
+      argc, argv, 2, {"text",       "model",       "config",   "context", "positions",    "steps",
+                      "batch",      "lr",          "min-lr",   "warmup",  "weight-decay", "clip",
+                      "eval-every", "eval-tokens", "threads",  "seed",    "out",          "resume",
+                      "stop-after", "log-every",   "progress", "mixer",   "window"},
       {"overwrite"}, "train-lm");
   check(a.has("text") || a.positional.empty(), "unexpected argument '",
         a.positional.empty() ? "" : a.positional[0], "' (see kat train-lm --help)");
@@ -353,8 +360,8 @@ int cmd_train_lm(int argc, char** argv) {
         "--batch, --log-every and --eval-every must be positive");
   check(o.threads >= 0, "--threads must be >= 0");
   check(
-      o.resume.empty() ||
-          (!a.has("config") && !a.has("model") && !a.has("context") && !a.has("positions")),
+      o.resume.empty() || (!a.has("config") && !a.has("model") && !a.has("context") &&
+                           !a.has("positions") && !a.has("mixer") && !a.has("window")),
       "--resume takes the model from the checkpoint; drop --config/--model/--context/--positions");
   LmConfig c = resolve_lm_config(a.str("config", "kat_lm"));
   if (a.has("model")) {
@@ -375,6 +382,8 @@ int cmd_train_lm(int argc, char** argv) {
     check(p == "rope" || p == "learned", "--positions is rope or learned, not '", p, "'");
     c.positions = p == "rope" ? Positions::Rope : Positions::Learned;
   }
+  if (a.has("mixer")) c.mixer = parse_mixer(a.str("mixer"));
+  c.window = static_cast<int>(a.integer("window", c.window));
   validate(c);
   const LmTrainResult r = train_lm(c, o, std::cerr);
   std::cout << "run directory:   " << r.run_dir << "\n"

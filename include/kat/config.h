@@ -10,6 +10,12 @@ namespace kat {
 
 enum class Ffn { Kan, Mlp };  // GR-KAN feed-forward (KAT) or GELU MLP (ViT)
 
+// Token mixer of every block (reference/attention.md): exact softmax attention (tiled), local
+// (softmax over a sliding window of `window` keys), or linear attention (elu + 1 feature map).
+enum class Mixer { Softmax, Local, Linear };
+const char* mixer_name(Mixer m);
+Mixer parse_mixer(const std::string& name);  // error lists the names
+
 struct ModelConfig {
   std::string architecture = "kat_fmnist";
   int img_size = 28, patch_size = 4, in_chans = 1;
@@ -18,6 +24,8 @@ struct ModelConfig {
   int num_classes = 10;
   int rational_groups = 8;
   Ffn ffn = Ffn::Kan;
+  Mixer mixer = Mixer::Softmax;
+  int window = 0;                  // keys a query sees with the local mixer
   std::string act_init = "swish";  // act2's init (act1 is identity); any name rational_init takes
   std::vector<float> mean{0.2860f}, std{0.3530f};  // per input channel, applied to pixels in [0, 1]
   float layernorm_eps = 1e-6f;
@@ -39,6 +47,8 @@ struct ModelConfig {
 // Checks every constraint (positive sizes, divisibility by patch, heads and groups, channel counts
 // of mean/std); the error names the field and the values.
 void validate(const ModelConfig& c);
+// The local mixer needs a window; the error names the architecture.
+void validate_mixer(Mixer m, int window, const std::string& architecture);
 
 // Names: kat_{tiny,small,base}_patch16_224 (and the _swish_ / _gelu_ aliases), vit_{tiny,small,
 // base}_patch16_224, and kat_fmnist / vit_fmnist (the small 28x28 default).

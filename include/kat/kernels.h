@@ -55,21 +55,37 @@ void rational_backward_ref(double* dx, double* dnum, double* dden, const double*
 // ---- Multi-head softmax attention, exact, tiled (FlashAttention-2 form) -----------------------
 // qkv[B, T, 3C] holds q, k, v, each [H heads x hd] (hd = C / H), as timm lays them out.
 // out[B, T, C]: heads concatenated. lse[B, H, T]: each query's log-sum-exp of its scaled scores,
-// the only thing saved for the backward besides out. causal: query i sees keys j <= i.
+// the only thing saved for the backward besides out.
 // Queries go in blocks of at most `q` rows against key blocks of `k` columns with an online
 // softmax, so memory is O(T): no T x T matrix, forward or backward.
 struct AttentionTiles {
   int64_t q = 64, k = 512;
 };
+// Which keys a query sees. causal: keys j <= i. window W > 0 (sliding-window, "local" attention):
+// causal, the W keys i-W+1..i; otherwise the W keys i-W/2 .. i-W/2+W-1. Costs O(T W) then.
+struct AttentionMask {
+  bool causal = false;
+  int64_t window = 0;
+  AttentionMask(bool causal_ = false, int64_t window_ = 0) : causal(causal_), window(window_) {}
+  int64_t first_key(int64_t i) const {
+    if (window <= 0) return 0;
+    const int64_t lo = causal ? i - window + 1 : i - window / 2;
+    return lo < 0 ? 0 : lo;
+  }
+  int64_t end_key(int64_t i, int64_t T) const {
+    const int64_t hi = causal ? i + 1 : (window <= 0 ? T : i - window / 2 + window);
+    return hi > T ? T : hi;
+  }
+};
 // Floats of scratch the two functions need with the current thread count.
 int64_t attention_scratch_floats(AttentionTiles tiles = {});
 void attention_forward(float* out, float* lse, float* scratch, const float* qkv, int64_t B,
-                       int64_t T, int64_t C, int64_t H, bool causal = false,
+                       int64_t T, int64_t C, int64_t H, AttentionMask mask = {},
                        AttentionTiles tiles = {});
 // dqkv[B, T, 3C] += gradient of out given dout[B, T, C], out and lse of the forward.
 void attention_backward(float* dqkv, float* scratch, const float* dout, const float* out,
                         const float* qkv, const float* lse, int64_t B, int64_t T, int64_t C,
-                        int64_t H, bool causal = false, bool accumulate = true,
+                        int64_t H, AttentionMask mask = {}, bool accumulate = true,
                         AttentionTiles tiles = {});
 // One query row q[C] (all heads) against n cached keys and values k, v [n, C] (heads contiguous,
 // row stride C): out[C] = softmax(tau q k^T) v per head, the causal step of generation.
@@ -78,9 +94,23 @@ void attention_decode(float* out, float* scratch, const float* q, const float* k
                       int64_t n, int64_t C, int64_t H);
 // Plain double-precision reference forming the whole score matrix; the backward accumulates.
 void attention_forward_ref(double* out, const double* qkv, int64_t B, int64_t T, int64_t C,
-                           int64_t H, bool causal);
+                           int64_t H, AttentionMask mask);
 void attention_backward_ref(double* dqkv, const double* dout, const double* qkv, int64_t B,
-                            int64_t T, int64_t C, int64_t H, bool causal);
+                            int64_t T, int64_t C, int64_t H, AttentionMask mask);
+
+// ---- Linear attention, phi(x) = elu(x) + 1 (Katharopoulos et al. 2020) ----------------------
+// Same packed qkv[B, T, 3C] in, out[B, T, C]: o_i = phi(q_i)^T S / (phi(q_i) . z + 1e-6) with
+// S = sum phi(k_j) v_j^T and z = sum phi(k_j) over every key (bidirectional) or j <= i (causal,
+// in chunks of 64). O(T d^2) time, O(T d) memory. The backward needs out of the forward.
+int64_t linear_attention_scratch_floats(int64_t T, int64_t C, int64_t H);
+void linear_attention_forward(float* out, float* scratch, const float* qkv, int64_t B, int64_t T,
+                              int64_t C, int64_t H, bool causal);
+void linear_attention_backward(float* dqkv, float* scratch, const float* dout, const float* out,
+                               const float* qkv, int64_t B, int64_t T, int64_t C, int64_t H,
+                               bool causal, bool accumulate = true);
+// Plain double-precision reference of the forward (the sums written out per query).
+void linear_attention_forward_ref(double* out, const double* qkv, int64_t B, int64_t T, int64_t C,
+                                  int64_t H, bool causal);
 
 // ---- Rotary position embedding, rotate-half form (GPT-NeoX, LLaMA) -----------------------------
 // Tables cos, sin [positions, hd / 2] of angle = t * theta^(-2i / hd).

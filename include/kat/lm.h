@@ -24,6 +24,8 @@ struct LmConfig {
   int context = 256;  // n_positions: the longest sequence the model takes
   int embed_dim = 256, depth = 4, num_heads = 4, hidden = 1024;
   Ffn ffn = Ffn::Kan;
+  Mixer mixer = Mixer::Softmax;
+  int window = 0;  // keys a query sees with the local mixer
   int rational_groups = 8;
   std::string act_init = "swish";  // act2's init; act1 starts as the identity
   Positions positions = Positions::Rope;

@@ -29,6 +29,29 @@ ModelConfig upstream(const std::string& name, int dim, int heads, Ffn ffn, const
 
 }  // namespace
 
+const char* mixer_name(Mixer m) {
+  switch (m) {
+    case Mixer::Softmax:
+      return "softmax";
+    case Mixer::Local:
+      return "local";
+    case Mixer::Linear:
+      return "linear";
+  }
+  return "?";
+}
+
+Mixer parse_mixer(const std::string& name) {
+  for (Mixer m : {Mixer::Softmax, Mixer::Local, Mixer::Linear})
+    if (name == mixer_name(m)) return m;
+  fail("unknown mixer '", name, "' (softmax, local or linear)");
+}
+
+void validate_mixer(Mixer m, int window, const std::string& arch) {
+  if (m == Mixer::Local)
+    check(window > 0, arch, ": the local mixer needs a window > 0 (kat.window)");
+}
+
 void validate(const ModelConfig& c) {
   const std::string& a = c.architecture;
   check(c.img_size > 0 && c.patch_size > 0 && c.in_chans > 0 && c.embed_dim > 0 && c.depth > 0 &&
@@ -39,6 +62,7 @@ void validate(const ModelConfig& c) {
   check(c.embed_dim % c.num_heads == 0, a, ": embed_dim ", c.embed_dim,
         " is not divisible by num_heads ", c.num_heads);
   check(c.hidden() > 0, a, ": mlp_ratio gives no hidden units");
+  validate_mixer(c.mixer, c.window, a);
   if (c.ffn == Ffn::Kan) {
     check(c.rational_groups > 0, a, ": rational_groups must be positive");
     check(c.embed_dim % c.rational_groups == 0, a, ": embed_dim ", c.embed_dim,
@@ -175,7 +199,10 @@ ModelConfig config_from_json(const std::string& text, const std::string& origin)
   if (c.std.empty()) c.std.assign(c.in_chans, 0.5f);
   if (j.contains("kat")) {
     const json& k = j["kat"];
-    check_keys(k, {"ffn", "act_init", "class_names", "layernorm_eps"}, "kat", origin);
+    check_keys(k, {"ffn", "act_init", "class_names", "layernorm_eps", "mixer", "window"}, "kat",
+               origin);
+    if (k.contains("mixer")) c.mixer = parse_mixer(get<std::string>(k, "mixer", origin));
+    if (k.contains("window")) c.window = get<int>(k, "window", origin);
     if (k.contains("ffn")) {
       const auto f = get<std::string>(k, "ffn", origin);
       check(f == "kan" || f == "mlp", origin, ": kat.ffn must be \"kan\" or \"mlp\", not \"", f,
@@ -212,6 +239,8 @@ std::string config_to_json(const ModelConfig& c) {
   if (c.ffn == Ffn::Kan) k["act_init"] = c.act_init;
   if (!c.class_names.empty()) k["class_names"] = c.class_names;
   if (c.layernorm_eps != 1e-6f) k["layernorm_eps"] = c.layernorm_eps;
+  if (c.mixer != Mixer::Softmax) k["mixer"] = mixer_name(c.mixer);
+  if (c.mixer == Mixer::Local) k["window"] = c.window;
   json j = {{"architecture", c.architecture},
             {"num_classes", c.num_classes},
             {"num_features", c.embed_dim},
@@ -228,9 +257,8 @@ std::string config_to_json(const ModelConfig& c) {
 
 ModelConfig resolve_config(const std::string& name_or_file) {
   if (is_config_name(name_or_file)) return named_config(name_or_file);
-  const bool looks_like_file = name_or_file.find('/') != std::string::npos ||
-                               name_or_file.find(".json") != std::string::npos;
-  if (!looks_like_file) named_config(name_or_file);  // fails with the list of names
+  if (!json_fields::names_a_file(name_or_file))
+    named_config(name_or_file);  // fails with the list of names
   return config_from_json(read_text_file(name_or_file), name_or_file);
 }
 

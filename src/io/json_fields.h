@@ -27,6 +27,11 @@ T get(const json& j, const char* key, const std::string& origin) {
   }
 }
 
+// "--config X": a path when it has a '/' or ends in .json, else a name.
+inline bool names_a_file(const std::string& s) {
+  return s.find('/') != std::string::npos || s.find(".json") != std::string::npos;
+}
+
 inline json parse(const std::string& text, const std::string& origin) {
   try {
     return json::parse(text);

@@ -23,6 +23,7 @@ void validate(const LmConfig& c) {
   if (c.positions == Positions::Rope)
     check(c.head_dim() % 2 == 0, a, ": RoPE needs an even head size, not ", c.head_dim());
   check(c.rope_theta > 0, a, ": rope_theta must be positive");
+  validate_mixer(c.mixer, c.window, a);
   if (c.ffn == Ffn::Kan) {
     check(c.rational_groups > 0 && c.embed_dim % c.rational_groups == 0 &&
               c.hidden % c.rational_groups == 0,
@@ -79,7 +80,11 @@ LmConfig lm_config_from_json(const std::string& text, const std::string& origin)
     c.tie_weights = get<bool>(j, "tie_word_embeddings", origin);
   if (j.contains("kat")) {
     const json& k = j["kat"];
-    check_keys(k, {"ffn", "rational_groups", "act_init", "positions", "rope_theta"}, "kat", origin);
+    check_keys(k,
+               {"ffn", "rational_groups", "act_init", "positions", "rope_theta", "mixer", "window"},
+               "kat", origin);
+    if (k.contains("mixer")) c.mixer = parse_mixer(get<std::string>(k, "mixer", origin));
+    if (k.contains("window")) c.window = get<int>(k, "window", origin);
     if (k.contains("ffn")) {
       const auto f = get<std::string>(k, "ffn", origin);
       check(f == "kan" || f == "mlp", origin, ": kat.ffn must be \"kan\" or \"mlp\", not \"", f,
@@ -109,6 +114,8 @@ std::string lm_config_to_json(const LmConfig& c) {
             {"positions", c.positions == Positions::Rope ? "rope" : "learned"}};
   if (c.ffn == Ffn::Kan) k["rational_groups"] = c.rational_groups, k["act_init"] = c.act_init;
   if (c.positions == Positions::Rope) k["rope_theta"] = c.rope_theta;
+  if (c.mixer != Mixer::Softmax) k["mixer"] = mixer_name(c.mixer);
+  if (c.mixer == Mixer::Local) k["window"] = c.window;
   const json j = {{"architecture", c.architecture},
                   {"model_type", "kat-lm"},
                   {"vocab_size", c.vocab_size},
@@ -126,9 +133,8 @@ std::string lm_config_to_json(const LmConfig& c) {
 LmConfig resolve_lm_config(const std::string& name_or_file) {
   for (const auto& n : lm_config_names())
     if (n == name_or_file) return named_lm_config(n);
-  const bool looks_like_file = name_or_file.find('/') != std::string::npos ||
-                               name_or_file.find(".json") != std::string::npos;
-  if (!looks_like_file) named_lm_config(name_or_file);  // fails with the list of names
+  if (!json_fields::names_a_file(name_or_file))
+    named_lm_config(name_or_file);  // fails with the list of names
   return lm_config_from_json(read_text_file(name_or_file), name_or_file);
 }
 

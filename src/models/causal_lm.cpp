@@ -30,8 +30,8 @@ struct CausalLM::State {
   int64_t B = 0, T = 0;
   bool has_loss = false;
   // generation
-  std::vector<float> kcache, vcache;  // [depth, context, dim]
-  std::vector<float> row;             // x, ln_f, its stats, logits of one token
+  std::vector<float> decode_state;  // [depth, the block's decode_state_floats(context)]
+  std::vector<float> row;           // x, ln_f, its stats, logits of one token
   DecodeWork decode;
   int64_t cached = 0;
 
@@ -49,6 +49,7 @@ CausalLM::CausalLM(const LmConfig& config) : config_(config), state_(std::make_u
   BlockShape shape;
   shape.dim = d, shape.hidden = c.hidden, shape.heads = c.num_heads, shape.ffn = c.ffn;
   shape.groups = c.rational_groups, shape.eps = c.layernorm_eps, shape.causal = true;
+  shape.mixer = c.mixer, shape.window = c.window;
   for (int l = 0; l < c.depth; l++)
     s.blocks.emplace_back(params_, "h." + std::to_string(l) + ".", kGpt2BlockNames, shape);
   s.lnf_w = params_.add("ln_f.weight", {d}, ParamKind::Norm);
@@ -120,7 +121,8 @@ void CausalLM::plan(int64_t B, int64_t T) {
   take(s.lnf, rows * d), take(s.lnf_mean, rows), take(s.lnf_rstd, rows);
   take(s.logits, rows * V), take(s.probs, rows * V), take(s.losses, rows);
   take(s.dres, rows * d), take(s.dlnf, rows * d), take(s.dlogits, rows * V);
-  TransformerBlock::plan_work(take, s.work, rows, s.blocks[0].shape(), attention_scratch_floats());
+  TransformerBlock::plan_work(take, s.work, rows, s.blocks[0].shape(),
+                              s.blocks[0].mixer_scratch_floats(c.context));
   int64_t total = 0;
   for (auto& f : fields) total += f.second;
   s.buf.assign(total, 0.0f);
@@ -240,16 +242,12 @@ const float* CausalLM::prefill(const int32_t* tokens, int64_t n) {
         c.context);
   forward(tokens, nullptr, 1, n);
   State& s = *state_;
-  const int64_t d = c.embed_dim, ctx = c.context;
-  s.kcache.resize(c.depth * ctx * d), s.vcache.resize(c.depth * ctx * d);
+  const int64_t d = c.embed_dim, ctx = c.context, per = s.blocks[0].decode_state_floats(ctx);
+  s.decode_state.resize(c.depth * per);
   s.decode.plan(s.blocks[0].shape(), ctx);
   s.row.resize(2 * d + 2 + c.vocab_size);
-  for (int l = 0; l < c.depth; l++)  // the forward left rotated keys and the values in qkv
-    for (int64_t t = 0; t < n; t++) {
-      const float* q = s.layers[l].qkv + t * 3 * d;
-      std::copy(q + d, q + 2 * d, s.kcache.data() + (l * ctx + t) * d);
-      std::copy(q + 2 * d, q + 3 * d, s.vcache.data() + (l * ctx + t) * d);
-    }
+  for (int l = 0; l < c.depth; l++)
+    s.blocks[l].prefill_state(s.decode_state.data() + l * per, s.layers[l], n, ctx);
   s.cached = n;
   return s.logits + (n - 1) * c.vocab_size;
 }
@@ -265,9 +263,9 @@ const float* CausalLM::decode(int32_t token) {
   float *x = s.row.data(), *ln = x + d, *stats = ln + d, *logits = stats + 2;
   std::memcpy(x, P.value(s.wte) + token * d, d * sizeof(float));
   if (s.wpe >= 0) add_inplace(x, P.value(s.wpe) + pos * d, d);
+  const int64_t per = s.blocks[0].decode_state_floats(ctx);
   for (int l = 0; l < c.depth; l++)
-    s.blocks[l].decode(P, x, s.kcache.data() + l * ctx * d, s.vcache.data() + l * ctx * d, pos,
-                       s.rope(), s.decode);
+    s.blocks[l].decode(P, x, s.decode_state.data() + l * per, pos, ctx, s.rope(), s.decode);
   head_row(P, c, s.lnf_w, s.lnf_b, s.lm_head >= 0 ? s.lm_head : s.wte, x, ln, stats, logits);
   s.cached++;
   return logits;

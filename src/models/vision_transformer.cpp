@@ -52,6 +52,7 @@ VisionTransformer::VisionTransformer(const ModelConfig& config)
   BlockShape shape;
   shape.dim = d, shape.hidden = c.hidden(), shape.heads = c.num_heads, shape.ffn = c.ffn;
   shape.groups = c.rational_groups, shape.eps = c.layernorm_eps;
+  shape.mixer = c.mixer, shape.window = c.window;
   for (int l = 0; l < c.depth; l++)
     a.blocks.emplace_back(params_, "blocks." + std::to_string(l) + ".", kTimmBlockNames, shape);
   const std::string final_norm = c.avg_pool() ? "fc_norm" : "norm";  // timm's names
@@ -134,7 +135,8 @@ void VisionTransformer::plan(int64_t B) {
   take(a.logits, B * V), take(a.probs, B * V), take(a.losses, B);
   take(a.dres, BT * d), take(a.dlogits, B * V), take(a.dlnf, B * d), take(a.dcls, B * d);
   take(a.dpe, B * N * d);
-  TransformerBlock::plan_work(take, a.work, BT, a.blocks[0].shape(), attention_scratch_floats());
+  TransformerBlock::plan_work(take, a.work, BT, a.blocks[0].shape(),
+                              a.blocks[0].mixer_scratch_floats(T));
   int64_t total = 0;
   for (auto& f : fields) total += f.second;
   a.buf.assign(total, 0.0f);

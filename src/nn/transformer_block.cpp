@@ -1,6 +1,7 @@
 #include "nn/transformer_block.h"
 
 #include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "kat/kernels.h"
@@ -74,7 +75,10 @@ void TransformerBlock::forward(const Params& p, const float* x, BlockActs& a, fl
                     s.eps);
   linear_forward(a.qkv, a.ln1, p.value(qkv_w), p.value(qkv_b), BT, d, 3 * d);
   if (rope.cos) rope_rotate(a.qkv, rope.cos, rope.sin, B, T, d, H, 0, false);
-  attention_forward(a.atty, a.lse, attn_scratch, a.qkv, B, T, d, H, s.causal);
+  if (s.mixer == Mixer::Linear)
+    linear_attention_forward(a.atty, attn_scratch, a.qkv, B, T, d, H, s.causal);
+  else
+    attention_forward(a.atty, a.lse, attn_scratch, a.qkv, B, T, d, H, mask());
   linear_forward(a.res1, a.atty, p.value(proj_w), p.value(proj_b), BT, d, d);
   if (a.mask1) multiply(a.res1, a.mask1, BT * d);
   add_inplace(a.res1, x, BT * d);
@@ -124,8 +128,12 @@ void TransformerBlock::backward(Params& p, float* dres, const float* x, const Bl
   if (a.mask1) scaled(w.dtmp, dres, a.mask1, BT * d), dbranch = w.dtmp;
   linear_backward(w.datty, p.grad(proj_w), p.grad(proj_b), dbranch, a.atty, p.value(proj_w), BT, d,
                   d, false);
-  attention_backward(w.dqkv, w.attn_scratch, w.datty, a.atty, a.qkv, a.lse, B, T, d, H, s.causal,
-                     false);
+  if (s.mixer == Mixer::Linear)
+    linear_attention_backward(w.dqkv, w.attn_scratch, w.datty, a.atty, a.qkv, B, T, d, H, s.causal,
+                              false);
+  else
+    attention_backward(w.dqkv, w.attn_scratch, w.datty, a.atty, a.qkv, a.lse, B, T, d, H, mask(),
+                       false);
   if (rope.cos) rope_rotate(w.dqkv, rope.cos, rope.sin, B, T, d, H, 0, true);
   linear_backward(w.dln, p.grad(qkv_w), p.grad(qkv_b), w.dqkv, a.ln1, p.value(qkv_w), BT, d, 3 * d,
                   false);
@@ -133,17 +141,83 @@ void TransformerBlock::backward(Params& p, float* dres, const float* x, const Bl
                      p.value(norm1_w), BT, d);
 }
 
-void TransformerBlock::decode(const Params& p, float* x, float* kcache, float* vcache, int64_t pos,
+int64_t TransformerBlock::mixer_scratch_floats(int64_t T) const {
+  return shape_.mixer == Mixer::Linear
+             ? linear_attention_scratch_floats(T, shape_.dim, shape_.heads)
+             : attention_scratch_floats();
+}
+
+int64_t TransformerBlock::decode_state_floats(int64_t context) const {
+  const int64_t d = shape_.dim, hd = d / shape_.heads;
+  return shape_.mixer == Mixer::Linear ? shape_.heads * (hd * hd + hd) : 2 * context * d;
+}
+
+namespace {
+
+// Linear attention's state per head: S [hd, hd] then z [hd]; adds phi(k) v^T and phi(k).
+void linear_state_add(float* state, const float* k, const float* v, int64_t d, int64_t H) {
+  const int64_t hd = d / H;
+  for (int64_t h = 0; h < H; h++) {
+    float* S = state + h * (hd * hd + hd);
+    float* z = S + hd * hd;
+    for (int64_t i = 0; i < hd; i++) {
+      const float x = k[h * hd + i], f = x > 0.0f ? x + 1.0f : std::exp(x);
+      for (int64_t j = 0; j < hd; j++) S[i * hd + j] += f * v[h * hd + j];
+      z[i] += f;
+    }
+  }
+}
+
+}  // namespace
+
+void TransformerBlock::prefill_state(float* state, const BlockActs& a, int64_t n,
+                                     int64_t context) const {
+  const int64_t d = shape_.dim;
+  if (shape_.mixer == Mixer::Linear) {
+    std::fill(state, state + decode_state_floats(context), 0.0f);
+    for (int64_t t = 0; t < n; t++)
+      linear_state_add(state, a.qkv + t * 3 * d + d, a.qkv + t * 3 * d + 2 * d, d, shape_.heads);
+    return;
+  }
+  for (int64_t t = 0; t < n; t++) {  // the forward left rotated keys and the values in qkv
+    const float* row = a.qkv + t * 3 * d;
+    std::copy(row + d, row + 2 * d, state + t * d);
+    std::copy(row + 2 * d, row + 3 * d, state + (context + t) * d);
+  }
+}
+
+void TransformerBlock::decode(const Params& p, float* x, float* state, int64_t pos, int64_t context,
                               Rope rope, DecodeWork& w) const {
   const BlockShape& s = shape_;
-  const int64_t d = s.dim, hid = s.hidden, H = s.heads;
+  const int64_t d = s.dim, hid = s.hidden, H = s.heads, hd = d / H;
   const bool kan = s.ffn == Ffn::Kan;
   layernorm_forward(w.ln, w.stats, w.stats + 1, x, p.value(norm1_w), p.value(norm1_b), 1, d, s.eps);
   linear_forward(w.qkv, w.ln, p.value(qkv_w), p.value(qkv_b), 1, d, 3 * d);
   if (rope.cos) rope_rotate(w.qkv, rope.cos, rope.sin, 1, 1, d, H, pos, false);
-  std::copy(w.qkv + d, w.qkv + 2 * d, kcache + pos * d);
-  std::copy(w.qkv + 2 * d, w.qkv + 3 * d, vcache + pos * d);
-  attention_decode(w.att, w.scores, w.qkv, kcache, vcache, pos + 1, d, H);
+  if (s.mixer == Mixer::Linear) {  // O(1) per token: the running sums
+    linear_state_add(state, w.qkv + d, w.qkv + 2 * d, d, H);
+    for (int64_t h = 0; h < H; h++) {
+      const float* S = state + h * (hd * hd + hd);
+      const float* z = S + hd * hd;
+      const float* q = w.qkv + h * hd;
+      float den = 1e-6f;
+      float* o = w.att + h * hd;
+      std::fill(o, o + hd, 0.0f);
+      for (int64_t i = 0; i < hd; i++) {
+        const float f = q[i] > 0.0f ? q[i] + 1.0f : std::exp(q[i]);
+        den += f * z[i];
+        for (int64_t j = 0; j < hd; j++) o[j] += f * S[i * hd + j];
+      }
+      for (int64_t j = 0; j < hd; j++) o[j] /= den;
+    }
+  } else {
+    float *kcache = state, *vcache = state + context * d;
+    std::copy(w.qkv + d, w.qkv + 2 * d, kcache + pos * d);
+    std::copy(w.qkv + 2 * d, w.qkv + 3 * d, vcache + pos * d);
+    const int64_t first = mask().first_key(pos);  // local: the last `window` keys only
+    attention_decode(w.att, w.scores, w.qkv, kcache + first * d, vcache + first * d,
+                     pos + 1 - first, d, H);
+  }
   linear_forward(w.branch, w.att, p.value(proj_w), p.value(proj_b), 1, d, d);
   add_inplace(x, w.branch, d);
   layernorm_forward(w.ln, w.stats, w.stats + 1, x, p.value(norm2_w), p.value(norm2_b), 1, d, s.eps);

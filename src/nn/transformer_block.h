@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kat/config.h"
+#include "kat/kernels.h"
 #include "kat/params.h"
 
 namespace kat {
@@ -28,6 +29,8 @@ struct BlockShape {
   int groups = 8;
   float eps = 1e-6f;
   bool causal = false;
+  Mixer mixer = Mixer::Softmax;
+  int64_t window = 0;  // the local mixer's
 };
 
 // Rotary position tables [positions, head_dim / 2] (rope_tables); null: no rotation.
@@ -80,6 +83,14 @@ class TransformerBlock {
     take(w.da2, rows * s.hidden), take(w.attn_scratch, attn_scratch);
   }
 
+  // Scratch floats the token mixer needs for sequences of up to T tokens.
+  int64_t mixer_scratch_floats(int64_t T) const;
+  // Floats of generation state for a context of `context` tokens: the keys and values (softmax,
+  // local) or the running sums S, z of every head (linear).
+  int64_t decode_state_floats(int64_t context) const;
+  // Fills the state from the forward of a prompt of n tokens (batch 1) held in a.
+  void prefill_state(float* state, const BlockActs& a, int64_t n, int64_t context) const;
+
   // a.res2 = block(x) for x [B*T, dim]. With a.mask1/mask2 set, each branch is scaled by them
   // before the residual add.
   void forward(const Params& p, const float* x, BlockActs& a, float* attn_scratch, int64_t B,
@@ -89,9 +100,9 @@ class TransformerBlock {
   void backward(Params& p, float* dres, const float* x, const BlockActs& a, BlockWork& w, int64_t B,
                 int64_t T, Rope rope) const;
 
-  // Generation: x[dim] of the token at position `pos` becomes the block's output; its key and value
-  // go to row pos of kcache / vcache [context, dim], and attention reads rows 0..pos.
-  void decode(const Params& p, float* x, float* kcache, float* vcache, int64_t pos, Rope rope,
+  // Generation: x[dim] of the token at position `pos` becomes the block's output; the token's key
+  // and value join the state (decode_state_floats(context) floats).
+  void decode(const Params& p, float* x, float* state, int64_t pos, int64_t context, Rope rope,
               DecodeWork& w) const;
 
   // Parameter indices (act* are -1 for the MLP).
@@ -99,6 +110,9 @@ class TransformerBlock {
   int act1_num = -1, act1_den = -1, fc1_w, fc1_b, act2_num = -1, act2_den = -1, fc2_w, fc2_b;
 
  private:
+  AttentionMask mask() const {
+    return AttentionMask(shape_.causal, shape_.mixer == Mixer::Local ? shape_.window : 0);
+  }
   BlockShape shape_;
 };
 

@@ -116,21 +116,13 @@ LmTrainResult train_lm(const LmConfig& config_in, LmTrainOptions o, std::ostream
   json state;
   std::string resume_dir;
   if (!o.resume.empty()) {
-    resume_dir = checkpoint_dir(o.resume);
-    const std::string state_path = resume_dir + "/trainer_state.json";
-    check(file_exists(state_path), resume_dir,
-          ": no trainer_state.json: not a training checkpoint");
-    try {
-      state = json::parse(read_text_file(state_path));
-      const LmTrainOptions given = o;
-      options_from_json(state.at("options"), o);
-      if (given.steps > 0) o.steps = given.steps;
-      o.threads = given.threads, o.progress = given.progress, o.stop_after = given.stop_after;
-      o.log_every = given.log_every;
-      o.out_dir = state.at("run_dir").get<std::string>();
-    } catch (const json::exception& e) {
-      fail(state_path, ": unreadable trainer state (", e.what(), ")");
-    }
+    const LmTrainOptions given = o;  // --steps may extend the run
+    state = read_trainer_state(o.resume, [&](const json& saved) { options_from_json(saved, o); });
+    resume_dir = state["resume_dir"].get<std::string>();
+    if (given.steps > 0) o.steps = given.steps;
+    o.threads = given.threads, o.progress = given.progress, o.stop_after = given.stop_after;
+    o.log_every = given.log_every;
+    o.out_dir = state["run_dir"].get<std::string>();
   }
   if (o.steps <= 0) o.steps = kDefaultLmSteps;
   check(o.batch > 0 && o.lr > 0 && o.eval_every > 0, "batch, lr and --eval-every must be positive");

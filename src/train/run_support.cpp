@@ -8,7 +8,9 @@
 #include <iomanip>
 #include <sstream>
 
+#include "kat/checkpoint.h"
 #include "kat/error.h"
+#include "kat/files.h"
 
 namespace kat {
 namespace fs = std::filesystem;
@@ -57,6 +59,23 @@ void prepare_run_dir(const std::string& dir, bool overwrite) {
   check(f.good(), dir, ": the run directory is not writable");
   f.close();
   fs::remove(probe, ec);
+}
+
+nlohmann::json read_trainer_state(const std::string& checkpoint,
+                                  const std::function<void(const nlohmann::json&)>& restore) {
+  const std::string dir = checkpoint_dir(checkpoint);
+  const std::string path = dir + "/trainer_state.json";
+  check(file_exists(path), dir, ": no trainer_state.json: not a training checkpoint");
+  try {
+    nlohmann::json state = nlohmann::json::parse(read_text_file(path));
+    restore(state.at("options"));
+    state.at("run_dir").get<std::string>();
+    state.at("step").get<int64_t>();
+    state["resume_dir"] = dir;
+    return state;
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, ": unreadable trainer state (", e.what(), ")");
+  }
 }
 
 InterruptGuard::InterruptGuard() {

@@ -3,6 +3,8 @@
 
 #include <csignal>
 #include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
 
@@ -16,6 +18,12 @@ std::string default_run_dir(const std::string& architecture);
 // Creates the run directory, refusing one that already holds a run unless `overwrite` (then its
 // last/, best/ and metrics.jsonl are removed), and checks that it is writable.
 void prepare_run_dir(const std::string& dir, bool overwrite);
+
+// --resume: reads CKPT/trainer_state.json (CKPT a checkpoint directory or its model.safetensors)
+// and hands its saved "options" to `restore`, which applies them (a malformed file is an error
+// naming it). Returns the state with "resume_dir" set to the checkpoint directory.
+nlohmann::json read_trainer_state(const std::string& checkpoint,
+                                  const std::function<void(const nlohmann::json&)>& restore);
 
 // Ctrl-C while training: the loop finishes its step, saves last/ and says how to resume.
 class InterruptGuard {

@@ -231,23 +231,15 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
   json state;
   std::string resume_dir;
   if (!o.resume.empty()) {
-    resume_dir = checkpoint_dir(o.resume);
-    const std::string state_path = resume_dir + "/trainer_state.json";
-    check(file_exists(state_path), resume_dir,
-          ": no trainer_state.json: not a training checkpoint");
-    try {
-      state = json::parse(read_text_file(state_path));
-      // The saved options make the continuation exact; --epochs may extend the run (which
-      // stretches the cosine schedule from here on).
-      const TrainOptions given = o;
-      options_from_json(state.at("options"), o);
-      if (given.epochs > 0) o.epochs = given.epochs;
-      o.threads = given.threads, o.progress = given.progress, o.stop_after = given.stop_after;
-      o.log_every = given.log_every;
-      o.out_dir = state.at("run_dir").get<std::string>();
-    } catch (const json::exception& e) {
-      fail(state_path, ": unreadable trainer state (", e.what(), ")");
-    }
+    // The saved options make the continuation exact; --epochs may extend the run (which
+    // stretches the cosine schedule from here on).
+    const TrainOptions given = o;
+    state = read_trainer_state(o.resume, [&](const json& saved) { options_from_json(saved, o); });
+    resume_dir = state["resume_dir"].get<std::string>();
+    if (given.epochs > 0) o.epochs = given.epochs;
+    o.threads = given.threads, o.progress = given.progress, o.stop_after = given.stop_after;
+    o.log_every = given.log_every;
+    o.out_dir = state["run_dir"].get<std::string>();
   }
   if (o.epochs <= 0) o.epochs = kDefaultEpochs;
   check(o.epochs > 0 && o.batch > 0 && o.lr > 0, "epochs, batch and lr must be positive");

@@ -34,9 +34,13 @@ int64_t even_block(int64_t T, int64_t max) {
   return (T + blocks - 1) / blocks;
 }
 
-// How many of the nk keys starting at j0 query i sees.
-int64_t visible(bool causal, int64_t i, int64_t j0, int64_t nk) {
-  return causal ? std::clamp<int64_t>(i + 1 - j0, 0, nk) : nk;
+// The columns [c0, c1) of the key block [j0, j0 + nk) that query i sees.
+struct Columns {
+  int64_t c0, c1;
+};
+Columns visible(const AttentionMask& mask, int64_t T, int64_t i, int64_t j0, int64_t nk) {
+  const int64_t c0 = std::clamp<int64_t>(mask.first_key(i) - j0, 0, nk);
+  return {c0, std::clamp<int64_t>(mask.end_key(i, T) - j0, c0, nk)};
 }
 
 int64_t per_thread_floats(AttentionTiles t) { return 2 * t.q * t.k + t.q; }
@@ -48,9 +52,10 @@ int64_t attention_scratch_floats(AttentionTiles tiles) {
 }
 
 void attention_forward(float* out, float* lse, float* scratch, const float* qkv, int64_t B,
-                       int64_t T, int64_t C, int64_t H, bool causal, AttentionTiles tiles) {
+                       int64_t T, int64_t C, int64_t H, AttentionMask mask, AttentionTiles tiles) {
   const int64_t hd = C / H, C3 = 3 * C, bq = even_block(T, tiles.q), nqb = (T + bq - 1) / bq;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float minus_inf = -std::numeric_limits<float>::infinity();
 #pragma omp parallel for schedule(dynamic)
   for (int64_t task = 0; task < B * H * nqb; task++) {
     const int64_t bh = task / nqb, i0 = task % nqb * bq, nq = std::min(bq, T - i0);
@@ -60,35 +65,38 @@ void attention_forward(float* out, float* lse, float* scratch, const float* qkv,
     float* s = scratch + omp_get_thread_num() * per_thread_floats(tiles);  // [nq, nk] tile
     float* l = s + tiles.q * tiles.k;                                      // running row sums
     float* m = lse + bh * T + i0;  // running row maxima, then lse
-    const int64_t kend = causal ? i0 + nq : T;
-    for (int64_t j0 = 0; j0 < kend; j0 += tiles.k) {
+    std::fill(m, m + nq, minus_inf);
+    std::fill(l, l + nq, 0.0f);
+    const int64_t kbegin = mask.first_key(i0), kend = mask.end_key(i0 + nq - 1, T);
+    for (int64_t j0 = kbegin; j0 < kend; j0 += tiles.k) {
       const int64_t nk = std::min(tiles.k, kend - j0);
       gemm(false, true, nq, nk, hd, scale, q, C3, k + j0 * C3, C3, 0.0f, s, nk);  // S = tau Q K^T
       for (int64_t r = 0; r < nq; r++) {
         float* row = s + r * nk;
-        const int64_t n = visible(causal, i0 + r, j0, nk);  // >= 1 in the first key block
-        float mx = j0 == 0 ? -std::numeric_limits<float>::infinity() : m[r];
+        const auto [c0, c1] = visible(mask, T, i0 + r, j0, nk);
+        std::fill(row, row + c0, 0.0f);
+        std::fill(row + c1, row + nk, 0.0f);
+        if (c0 == c1) continue;  // nothing of this block is seen: the row's state stands
+        float mx = m[r];
 #pragma omp simd reduction(max : mx)
-        for (int64_t j = 0; j < n; j++) mx = std::max(mx, row[j]);
+        for (int64_t j = c0; j < c1; j++) mx = std::max(mx, row[j]);
         float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-        for (int64_t j = 0; j < n; j++) {
+        for (int64_t j = c0; j < c1; j++) {
           row[j] = exp_approx(row[j] - mx);
           sum += row[j];
         }
-        std::fill(row + n, row + nk, 0.0f);
-        if (j0 == 0) {
-          l[r] = sum;
-        } else {  // rescale what the earlier key blocks left in this row
-          const float alpha = std::exp(m[r] - mx);
-          l[r] = l[r] * alpha + sum;
+        if (j0 > kbegin) {  // rescale what the earlier key blocks left in this row
+          const float alpha = std::exp(m[r] - mx);  // 0 while the row has seen nothing
           float* orow = o + r * C;
 #pragma omp simd
           for (int64_t d = 0; d < hd; d++) orow[d] *= alpha;
+          l[r] *= alpha;
         }
+        l[r] += sum;
         m[r] = mx;
       }
-      gemm(false, false, nq, hd, nk, 1.0f, s, nk, v + j0 * C3, C3, j0 == 0 ? 0.0f : 1.0f, o,
+      gemm(false, false, nq, hd, nk, 1.0f, s, nk, v + j0 * C3, C3, j0 == kbegin ? 0.0f : 1.0f, o,
            C);  // O += P V
     }
     for (int64_t r = 0; r < nq; r++) {
@@ -103,7 +111,7 @@ void attention_forward(float* out, float* lse, float* scratch, const float* qkv,
 
 void attention_backward(float* dqkv, float* scratch, const float* dout, const float* out,
                         const float* qkv, const float* lse, int64_t B, int64_t T, int64_t C,
-                        int64_t H, bool causal, bool accumulate, AttentionTiles tiles) {
+                        int64_t H, AttentionMask mask, bool accumulate, AttentionTiles tiles) {
   const int64_t hd = C / H, C3 = 3 * C, bq = even_block(T, tiles.q);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   // One (batch, head) pair per task, so dK and dV accumulate without atomics.
@@ -129,17 +137,18 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
         for (int64_t d = 0; d < hd; d++) dot += dO[r * C + d] * o[r * C + d];
         D[r] = dot;
       }
-      const int64_t kend = causal ? i0 + nq : T;
-      for (int64_t j0 = 0; j0 < kend; j0 += tiles.k) {
+      const int64_t kbegin = mask.first_key(i0), kend = mask.end_key(i0 + nq - 1, T);
+      for (int64_t j0 = kbegin; j0 < kend; j0 += tiles.k) {
         const int64_t nk = std::min(tiles.k, kend - j0);
         gemm(false, true, nq, nk, hd, scale, q + i0 * C3, C3, k + j0 * C3, C3, 0.0f, p, nk);
         for (int64_t r = 0; r < nq; r++) {  // P = exp(S - lse)
           float* row = p + r * nk;
-          const int64_t n = visible(causal, i0 + r, j0, nk);
+          const auto [c0, c1] = visible(mask, T, i0 + r, j0, nk);
           const float mr = m[r];
+          std::fill(row, row + c0, 0.0f);
 #pragma omp simd
-          for (int64_t j = 0; j < n; j++) row[j] = exp_approx(row[j] - mr);
-          std::fill(row + n, row + nk, 0.0f);
+          for (int64_t j = c0; j < c1; j++) row[j] = exp_approx(row[j] - mr);
+          std::fill(row + c1, row + nk, 0.0f);
         }
         gemm(true, false, nk, hd, nq, 1.0f, p, nk, dO, C, 1.0f, dv + j0 * C3, C3);  // dV += P^T dO
         gemm(false, true, nq, nk, hd, 1.0f, dO, C, v + j0 * C3, C3, 0.0f, dp, nk);  // dP = dO V^T
@@ -197,22 +206,29 @@ namespace {
 
 // probs[T, T] of one (batch, head): softmax of tau q k^T, masked when causal.
 std::vector<double> reference_probs(const double* qkv, int64_t b, int64_t h, int64_t T, int64_t C,
-                                    int64_t H, bool causal) {
+                                    int64_t H, AttentionMask mask) {
   const int64_t hd = C / H, C3 = 3 * C;
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   const double* base = qkv + b * T * C3 + h * hd;
   std::vector<double> P(T * T, 0.0);
   for (int64_t i = 0; i < T; i++) {
-    const int64_t n = causal ? i + 1 : T;
     double mx = -std::numeric_limits<double>::infinity(), sum = 0;
-    for (int64_t j = 0; j < n; j++) {
+    auto seen = [&](int64_t j) {  // written out, not through first_key / end_key
+      if (mask.causal && j > i) return false;
+      if (mask.window <= 0) return true;
+      return mask.causal ? i - j < mask.window
+                         : j - i >= -(mask.window / 2) && j - i < mask.window - mask.window / 2;
+    };
+    for (int64_t j = 0; j < T; j++) {
+      if (!seen(j)) continue;
       double s = 0;
       for (int64_t d = 0; d < hd; d++) s += base[i * C3 + d] * base[j * C3 + C + d];
       P[i * T + j] = s * scale;
       mx = std::max(mx, P[i * T + j]);
     }
-    for (int64_t j = 0; j < n; j++) sum += P[i * T + j] = std::exp(P[i * T + j] - mx);
-    for (int64_t j = 0; j < n; j++) P[i * T + j] /= sum;
+    for (int64_t j = 0; j < T; j++)
+      if (seen(j)) sum += P[i * T + j] = std::exp(P[i * T + j] - mx);
+    for (int64_t j = 0; j < T; j++) P[i * T + j] = seen(j) ? P[i * T + j] / sum : 0.0;
   }
   return P;
 }
@@ -220,11 +236,11 @@ std::vector<double> reference_probs(const double* qkv, int64_t b, int64_t h, int
 }  // namespace
 
 void attention_forward_ref(double* out, const double* qkv, int64_t B, int64_t T, int64_t C,
-                           int64_t H, bool causal) {
+                           int64_t H, AttentionMask mask) {
   const int64_t hd = C / H, C3 = 3 * C;
   for (int64_t b = 0; b < B; b++)
     for (int64_t h = 0; h < H; h++) {
-      const std::vector<double> P = reference_probs(qkv, b, h, T, C, H, causal);
+      const std::vector<double> P = reference_probs(qkv, b, h, T, C, H, mask);
       const double* v = qkv + b * T * C3 + 2 * C + h * hd;
       for (int64_t i = 0; i < T; i++)
         for (int64_t d = 0; d < hd; d++) {
@@ -236,12 +252,12 @@ void attention_forward_ref(double* out, const double* qkv, int64_t B, int64_t T,
 }
 
 void attention_backward_ref(double* dqkv, const double* dout, const double* qkv, int64_t B,
-                            int64_t T, int64_t C, int64_t H, bool causal) {
+                            int64_t T, int64_t C, int64_t H, AttentionMask mask) {
   const int64_t hd = C / H, C3 = 3 * C;
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   for (int64_t b = 0; b < B; b++)
     for (int64_t h = 0; h < H; h++) {
-      const std::vector<double> P = reference_probs(qkv, b, h, T, C, H, causal);
+      const std::vector<double> P = reference_probs(qkv, b, h, T, C, H, mask);
       const int64_t at = b * T * C3 + h * hd;
       const double *q = qkv + at, *k = q + C, *v = q + 2 * C;
       double *dq = dqkv + at, *dk = dq + C, *dv = dq + 2 * C;

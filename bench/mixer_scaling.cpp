@@ -1,0 +1,147 @@
+// Time and peak memory of one token mixer's forward + backward as the sequence grows:
+//
+//   build/mixer_scaling [--lengths 1024,2048,4096,8192,16384] [--dim 256] [--heads 4]
+//                       [--window 256] [--causal] [--runs 3] [--threads 2] [--svg FILE]
+//
+// Batch 1, every mixer (softmax: exact tiled attention; local: softmax over a sliding window;
+// linear: elu+1 linear attention), each length in a fresh child process so its peak resident
+// memory (ru_maxrss) is its own. Prints the median time of `runs` forward + backward passes, the
+// peak, the time ratio to the shortest length, and writes a log-log plot of the times (--svg).
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "flags.h"
+#include "kat/config.h"
+#include "kat/error.h"
+#include "kat/files.h"
+#include "kat/kernels.h"
+#include "kat/parallel.h"
+#include "kat/plot.h"
+#include "kat/rng.h"
+#include "peer.h"
+
+namespace {
+
+using namespace kat;
+
+struct Options {
+  std::vector<int64_t> lengths{1024, 2048, 4096, 8192, 16384};
+  int64_t dim = 256, heads = 4, window = 256, length = 0;
+  int runs = 3, threads = 2;
+  bool causal = false, child = false;
+  std::string mixer, svg;
+};
+
+// --child: `runs` forward + backward passes of one mixer at one length; one JSON line.
+int run_child(const Options& o) {
+  const int64_t T = o.length, C = o.dim, H = o.heads;
+  const Mixer m = parse_mixer(o.mixer);
+  Rng rng(1);
+  std::vector<float> qkv(T * 3 * C), dout(T * C), out(T * C), dqkv(T * 3 * C), lse(H * T);
+  for (float& x : qkv) x = rng.normal();
+  for (float& x : dout) x = rng.normal();
+  std::vector<float> scratch(m == Mixer::Linear ? linear_attention_scratch_floats(T, C, H)
+                                                : attention_scratch_floats());
+  const AttentionMask mask(o.causal, m == Mixer::Local ? o.window : 0);
+  std::vector<double> times;
+  for (int r = 0; r < o.runs; r++) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (m == Mixer::Linear) {
+      linear_attention_forward(out.data(), scratch.data(), qkv.data(), 1, T, C, H, o.causal);
+      linear_attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), qkv.data(), 1,
+                                T, C, H, o.causal, false);
+    } else {
+      attention_forward(out.data(), lse.data(), scratch.data(), qkv.data(), 1, T, C, H, mask);
+      attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), qkv.data(),
+                         lse.data(), 1, T, C, H, mask, false);
+    }
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() *
+                    1e3);
+  }
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  std::printf("{\"ms\": %.3f, \"peak_rss_mb\": %.1f}\n", bench::median(times),
+              ru.ru_maxrss / 1024.0);
+  return 0;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  bench::Flags("mixer_scaling")
+      .add("--lengths", o.lengths)
+      .add("--dim", o.dim)
+      .add("--heads", o.heads)
+      .add("--window", o.window)
+      .add("--runs", o.runs)
+      .add("--threads", o.threads)
+      .add("--causal", o.causal, true)
+      .add("--svg", o.svg)
+      .add("--child", o.child, true)
+      .add("--mixer", o.mixer)
+      .add("--length", o.length)
+      .parse(argc, argv, 1);
+  check(o.dim % o.heads == 0, "--dim must be divisible by --heads");
+  return o;
+}
+
+int run(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  set_num_threads(o.threads);
+  if (o.child) return run_child(o);
+  const std::string exe = std::filesystem::read_symlink("/proc/self/exe").string();
+  std::printf(
+      "token mixers, forward + backward, batch 1, d %lld, %lld heads, %s, %d threads, "
+      "median of %d\n",
+      static_cast<long long>(o.dim), static_cast<long long>(o.heads),
+      o.causal ? "causal" : "bidirectional", o.threads, o.runs);
+  std::printf("%-8s %8s %12s %12s %12s\n", "mixer", "L", "ms", "peak MiB", "time / L0");
+  std::vector<Series> series;
+  for (Mixer m : {Mixer::Softmax, Mixer::Local, Mixer::Linear}) {
+    Series s;
+    s.name = mixer_name(m);
+    if (m == Mixer::Local) s.name += " (W " + std::to_string(o.window) + ")";
+    for (int64_t L : o.lengths) {
+      std::ostringstream cmd;
+      cmd << "'" << exe << "' --child --mixer " << mixer_name(m) << " --length " << L << " --dim "
+          << o.dim << " --heads " << o.heads << " --window " << o.window << " --runs " << o.runs
+          << " --threads " << o.threads << (o.causal ? " --causal" : "");
+      const auto j = bench::run_json_command(cmd.str(), "the child process failed");
+      const double ms = j.at("ms").get<double>();
+      s.x.push_back(static_cast<double>(L)), s.y.push_back(ms);
+      std::printf("%-8s %8lld %12.2f %12.1f %11.1fx\n", mixer_name(m), static_cast<long long>(L),
+                  ms, j.at("peak_rss_mb").get<double>(), ms / s.y.front());
+      std::fflush(stdout);
+    }
+    series.push_back(s);
+  }
+  if (!o.svg.empty()) {
+    PlotOptions p;
+    p.title = std::string("token mixers, forward + backward (") +
+              (o.causal ? "causal" : "bidirectional") + ", d " + std::to_string(o.dim) + ")";
+    p.x_label = "sequence length L", p.y_label = "milliseconds";
+    p.log_x = p.log_y = true;
+    write_file_atomic(o.svg, svg_line_plot(series, p));
+    std::printf("wrote %s\n", o.svg.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  kat::use_short_openmp_spin(argv);
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mixer_scaling: error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,272 @@
+// Linear attention (Katharopoulos et al. 2020) with phi(x) = elu(x) + 1, per head:
+//   o_i = phi(q_i)^T S_i / (phi(q_i) . z_i + eps),  S_i = sum_j phi(k_j) v_j^T,  z_i = sum_j
+//   phi(k_j)
+// over all j (bidirectional) or j <= i (causal). Causal runs in chunks of kChunk tokens: the
+// state of the earlier chunks through one GEMM, the chunk itself through a masked Lc x Lc product
+// (reference/attention.md), so time is O(T d^2 + T Lc d) and memory O(T d). One (batch, head) per
+// task; tiles in per-thread scratch. The backward replays the forward's states chunk by chunk.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kat/kernels.h"
+#include "kat/parallel.h"
+#include "vec_math.h"
+
+namespace kat {
+namespace {
+
+constexpr int64_t kChunk = 64;
+constexpr float kEps = 1e-6f;
+
+float phi(float x) { return x > 0.0f ? x + 1.0f : exp_approx(x); }
+float dphi(float x) { return x > 0.0f ? 1.0f : exp_approx(x); }
+
+// Per-thread tiles; `states` holds the chunk-entry state (S [hd, hd], z [hd]) of every chunk.
+struct Tiles {
+  float *A, *Bk, *P, *W, *dNum, *dA, *dB, *den, *dden, *R, *u, *S, *z, *states;
+};
+
+int64_t chunks(int64_t T) { return (T + kChunk - 1) / kChunk; }
+
+int64_t per_thread(int64_t T, int64_t hd) {
+  return 6 * kChunk * hd + 2 * kChunk * kChunk + 2 * kChunk + 2 * (hd * hd + hd) +
+         chunks(T) * (hd * hd + hd);
+}
+
+Tiles tiles_of(float* scratch, int64_t T, int64_t hd) {
+  float* p = scratch + omp_get_thread_num() * per_thread(T, hd);
+  Tiles t;
+  for (auto [dst, n] : {std::pair{&t.A, kChunk * hd},
+                        {&t.Bk, kChunk * hd},
+                        {&t.dNum, kChunk * hd},
+                        {&t.dA, kChunk * hd},
+                        {&t.dB, kChunk * hd},
+                        {&t.P, kChunk * kChunk},
+                        {&t.W, kChunk * kChunk},
+                        {&t.den, kChunk},
+                        {&t.dden, kChunk},
+                        {&t.R, hd * hd},
+                        {&t.u, hd},
+                        {&t.S, hd * hd},
+                        {&t.z, hd},
+                        {&t.states, chunks(T) * (hd * hd + hd)}})
+    *dst = p, p += n;
+  return t;
+}
+
+// dst[n, hd] = phi(src rows), src row stride ld.
+void apply_phi(float* dst, const float* src, int64_t n, int64_t hd, int64_t ld) {
+  for (int64_t r = 0; r < n; r++)
+#pragma omp simd
+    for (int64_t d = 0; d < hd; d++) dst[r * hd + d] = phi(src[r * ld + d]);
+}
+
+// P[n, n] = A Bk^T with j > i zeroed (causal within the chunk).
+void masked_scores(float* P, const float* A, const float* Bk, int64_t n, int64_t hd) {
+  gemm(false, true, n, n, hd, 1.0f, A, hd, Bk, hd, 0.0f, P, n);
+  for (int64_t i = 0; i < n; i++) std::fill(P + i * n + i + 1, P + (i + 1) * n, 0.0f);
+}
+
+// Chunk [t0, t0 + n) of one head: A = phi(Q), Bk = phi(K), den = A z + rowsum(P) (+ eps), where
+// S, z is the state before the chunk (the whole sequence's when not causal, and then P is unused).
+void chunk_denominators(const Tiles& t, const float* q, const float* k, int64_t n, int64_t hd,
+                        int64_t C3, bool causal) {
+  apply_phi(t.A, q, n, hd, C3);
+  apply_phi(t.Bk, k, n, hd, C3);
+  if (causal) masked_scores(t.P, t.A, t.Bk, n, hd);
+  for (int64_t i = 0; i < n; i++) {
+    float s = kEps;
+#pragma omp simd reduction(+ : s)
+    for (int64_t d = 0; d < hd; d++) s += t.A[i * hd + d] * t.z[d];
+    if (causal)
+      for (int64_t j = 0; j <= i; j++) s += t.P[i * n + j];
+    t.den[i] = s;
+  }
+}
+
+// S += Bk^T V, z += colsum(Bk) for a chunk of n rows (V row stride C3).
+void add_to_state(const Tiles& t, const float* v, int64_t n, int64_t hd, int64_t C3) {
+  gemm(true, false, hd, hd, n, 1.0f, t.Bk, hd, v, C3, 1.0f, t.S, hd);
+  for (int64_t j = 0; j < n; j++)
+#pragma omp simd
+    for (int64_t d = 0; d < hd; d++) t.z[d] += t.Bk[j * hd + d];
+}
+
+// From the output gradient g and the output o of a chunk's n rows (row stride C): the gradients
+// of the numerator, dnum = g / den, and of the denominator, dden = -(g . o) / den.
+void output_gradients(const Tiles& t, const float* g, const float* o, int64_t n, int64_t hd,
+                      int64_t C) {
+  for (int64_t i = 0; i < n; i++) {
+    const float* gi = g + i * C;
+    const float* oi = o + i * C;
+    const float inv = 1.0f / t.den[i];
+    float go = 0.0f;
+#pragma omp simd reduction(+ : go)
+    for (int64_t d = 0; d < hd; d++) go += gi[d] * oi[d];
+#pragma omp simd
+    for (int64_t d = 0; d < hd; d++) t.dNum[i * hd + d] = gi[d] * inv;
+    t.dden[i] = -go * inv;
+  }
+}
+
+}  // namespace
+
+int64_t linear_attention_scratch_floats(int64_t T, int64_t C, int64_t H) {
+  return num_threads() * per_thread(T, C / H);
+}
+
+void linear_attention_forward(float* out, float* scratch, const float* qkv, int64_t B, int64_t T,
+                              int64_t C, int64_t H, bool causal) {
+  const int64_t hd = C / H, C3 = 3 * C;
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t bh = 0; bh < B * H; bh++) {
+    const int64_t b = bh / H, h = bh % H;
+    const float* q = qkv + b * T * C3 + h * hd;
+    const float *k = q + C, *v = q + 2 * C;
+    float* o = out + b * T * C + h * hd;
+    const Tiles t = tiles_of(scratch, T, hd);
+    std::fill(t.S, t.S + hd * hd, 0.0f);
+    std::fill(t.z, t.z + hd, 0.0f);
+    if (!causal)  // the whole sequence's state first
+      for (int64_t t0 = 0; t0 < T; t0 += kChunk) {
+        const int64_t n = std::min(kChunk, T - t0);
+        apply_phi(t.Bk, k + t0 * C3, n, hd, C3);
+        add_to_state(t, v + t0 * C3, n, hd, C3);
+      }
+    for (int64_t t0 = 0; t0 < T; t0 += kChunk) {
+      const int64_t n = std::min(kChunk, T - t0);
+      chunk_denominators(t, q + t0 * C3, k + t0 * C3, n, hd, C3, causal);
+      float* oc = o + t0 * C;
+      gemm(false, false, n, hd, hd, 1.0f, t.A, hd, t.S, hd, 0.0f, oc, C);  // A S
+      if (causal) {
+        gemm(false, false, n, hd, n, 1.0f, t.P, n, v + t0 * C3, C3, 1.0f, oc, C);  // + P V
+        add_to_state(t, v + t0 * C3, n, hd, C3);
+      }
+      for (int64_t i = 0; i < n; i++) {
+        const float inv = 1.0f / t.den[i];
+        for (int64_t d = 0; d < hd; d++) oc[i * C + d] *= inv;
+      }
+    }
+  }
+}
+
+void linear_attention_backward(float* dqkv, float* scratch, const float* dout, const float* out,
+                               const float* qkv, int64_t B, int64_t T, int64_t C, int64_t H,
+                               bool causal, bool accumulate) {
+  const int64_t hd = C / H, C3 = 3 * C, hh = hd * hd;
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t bh = 0; bh < B * H; bh++) {
+    const int64_t b = bh / H, h = bh % H;
+    const float* q = qkv + b * T * C3 + h * hd;
+    const float *k = q + C, *v = q + 2 * C;
+    const float* o = out + b * T * C + h * hd;
+    const float* g = dout + b * T * C + h * hd;
+    float* dq = dqkv + b * T * C3 + h * hd;
+    float *dk = dq + C, *dv = dq + 2 * C;
+    const Tiles t = tiles_of(scratch, T, hd);
+    // Forward replay: the state at each chunk's entry (for bidirectional, the whole one).
+    std::fill(t.S, t.S + hh, 0.0f);
+    std::fill(t.z, t.z + hd, 0.0f);
+    for (int64_t c = 0, t0 = 0; t0 < T; c++, t0 += kChunk) {
+      const int64_t n = std::min(kChunk, T - t0);
+      float* st = t.states + c * (hh + hd);
+      std::copy(t.S, t.S + hh, st);
+      std::copy(t.z, t.z + hd, st + hh);
+      apply_phi(t.Bk, k + t0 * C3, n, hd, C3);
+      add_to_state(t, v + t0 * C3, n, hd, C3);
+    }
+    // Reverse sweep: R = sum over later queries of a_i dnum_i^T, u = sum of a_i dden_i.
+    std::fill(t.R, t.R + hh, 0.0f);
+    std::fill(t.u, t.u + hd, 0.0f);
+    if (!causal) {  // every query sees every key: R, u over the whole sequence first
+      for (int64_t t0 = 0; t0 < T; t0 += kChunk) {
+        const int64_t n = std::min(kChunk, T - t0);
+        chunk_denominators(t, q + t0 * C3, k + t0 * C3, n, hd, C3, false);
+        output_gradients(t, g + t0 * C, o + t0 * C, n, hd, C);
+        gemm(true, false, hd, hd, n, 1.0f, t.A, hd, t.dNum, hd, 1.0f, t.R, hd);
+        for (int64_t i = 0; i < n; i++)
+#pragma omp simd
+          for (int64_t d = 0; d < hd; d++) t.u[d] += t.A[i * hd + d] * t.dden[i];
+      }
+    }
+    for (int64_t c = chunks(T) - 1; c >= 0; c--) {
+      const int64_t t0 = c * kChunk, n = std::min(kChunk, T - t0);
+      if (causal) {  // the state this chunk's queries see (bidirectional: the whole one, kept)
+        const float* st = t.states + c * (hh + hd);
+        std::copy(st, st + hh, t.S);
+        std::copy(st + hh, st + hh + hd, t.z);
+      }
+      chunk_denominators(t, q + t0 * C3, k + t0 * C3, n, hd, C3, causal);
+      output_gradients(t, g + t0 * C, o + t0 * C, n, hd, C);
+      // dA = dNum S^T + dden z^T (+ W Bk within the chunk when causal)
+      gemm(false, true, n, hd, hd, 1.0f, t.dNum, hd, t.S, hd, 0.0f, t.dA, hd);
+      for (int64_t i = 0; i < n; i++)
+#pragma omp simd
+        for (int64_t d = 0; d < hd; d++) t.dA[i * hd + d] += t.dden[i] * t.z[d];
+      // dB = V R^T + 1 u^T (+ W^T A), dV = Bk R (+ P^T dNum): the later chunks' queries
+      gemm(false, true, n, hd, hd, 1.0f, v + t0 * C3, C3, t.R, hd, 0.0f, t.dB, hd);
+      for (int64_t j = 0; j < n; j++)
+#pragma omp simd
+        for (int64_t d = 0; d < hd; d++) t.dB[j * hd + d] += t.u[d];
+      const float beta = accumulate ? 1.0f : 0.0f;
+      gemm(false, false, n, hd, hd, 1.0f, t.Bk, hd, t.R, hd, beta, dv + t0 * C3, C3);
+      if (causal) {
+        // W = (dNum V^T + dden 1^T) masked to j <= i
+        gemm(false, true, n, n, hd, 1.0f, t.dNum, hd, v + t0 * C3, C3, 0.0f, t.W, n);
+        for (int64_t i = 0; i < n; i++) {
+          for (int64_t j = 0; j <= i; j++) t.W[i * n + j] += t.dden[i];
+          std::fill(t.W + i * n + i + 1, t.W + (i + 1) * n, 0.0f);
+        }
+        gemm(false, false, n, hd, n, 1.0f, t.W, n, t.Bk, hd, 1.0f, t.dA, hd);
+        gemm(true, false, n, hd, n, 1.0f, t.W, n, t.A, hd, 1.0f, t.dB, hd);
+        gemm(true, false, n, hd, n, 1.0f, t.P, n, t.dNum, hd, 1.0f, dv + t0 * C3, C3);
+        // this chunk's queries join R, u for the chunks before it
+        gemm(true, false, hd, hd, n, 1.0f, t.A, hd, t.dNum, hd, 1.0f, t.R, hd);
+        for (int64_t i = 0; i < n; i++)
+#pragma omp simd
+          for (int64_t d = 0; d < hd; d++) t.u[d] += t.A[i * hd + d] * t.dden[i];
+      }
+      for (int64_t i = 0; i < n; i++) {  // through phi
+        const float* qi = q + (t0 + i) * C3;
+        const float* ki = k + (t0 + i) * C3;
+        float* dqi = dq + (t0 + i) * C3;
+        float* dki = dk + (t0 + i) * C3;
+        const float keep = accumulate ? 1.0f : 0.0f;
+#pragma omp simd
+        for (int64_t d = 0; d < hd; d++) {
+          dqi[d] = keep * dqi[d] + t.dA[i * hd + d] * dphi(qi[d]);
+          dki[d] = keep * dki[d] + t.dB[i * hd + d] * dphi(ki[d]);
+        }
+      }
+    }
+  }
+}
+
+// ---- Plain double-precision reference: the sums written out per query ----------------------
+
+void linear_attention_forward_ref(double* out, const double* qkv, int64_t B, int64_t T, int64_t C,
+                                  int64_t H, bool causal) {
+  const int64_t hd = C / H, C3 = 3 * C;
+  auto ph = [](double x) { return x > 0 ? x + 1 : std::exp(x); };
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t h = 0; h < H; h++)
+      for (int64_t i = 0; i < T; i++) {
+        const double* qi = qkv + (b * T + i) * C3 + h * hd;
+        std::vector<double> num(hd, 0.0);
+        double den = kEps;
+        for (int64_t j = 0; j < (causal ? i + 1 : T); j++) {
+          const double* kj = qkv + (b * T + j) * C3 + C + h * hd;
+          const double* vj = kj + C;
+          double w = 0;
+          for (int64_t d = 0; d < hd; d++) w += ph(qi[d]) * ph(kj[d]);
+          for (int64_t d = 0; d < hd; d++) num[d] += w * vj[d];
+          den += w;
+        }
+        for (int64_t d = 0; d < hd; d++) out[(b * T + i) * C + h * hd + d] = num[d] / den;
+      }
+}
+
+}  // namespace kat
