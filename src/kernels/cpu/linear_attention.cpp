@@ -24,23 +24,26 @@ constexpr float kEps = 1e-6f;
 float phi(float x) { return x > 0.0f ? x + 1.0f : exp_approx(x); }
 float dphi(float x) { return x > 0.0f ? 1.0f : exp_approx(x); }
 
-// Per-thread tiles; `states` holds the chunk-entry state (S [hd, hd], z [hd]) of every chunk.
+// Per-thread tiles. phiQ, phiK [T, hd]: the features of one head's whole sequence, computed once
+// into contiguous memory (q and k sit in qkv with a row stride of 3C); A and Bk point at the
+// current chunk's rows of them. `states` holds every chunk's entry state (S [hd, hd], z [hd]).
 struct Tiles {
-  float *A, *Bk, *P, *W, *dNum, *dA, *dB, *den, *dden, *R, *u, *S, *z, *states;
+  float *phiQ, *phiK, *P, *W, *dNum, *dA, *dB, *den, *dden, *R, *u, *S, *z, *states;
+  const float *A = nullptr, *Bk = nullptr;
 };
 
 int64_t chunks(int64_t T) { return (T + kChunk - 1) / kChunk; }
 
 int64_t per_thread(int64_t T, int64_t hd) {
-  return 6 * kChunk * hd + 2 * kChunk * kChunk + 2 * kChunk + 2 * (hd * hd + hd) +
+  return 2 * T * hd + 3 * kChunk * hd + 2 * kChunk * kChunk + 2 * kChunk + 2 * (hd * hd + hd) +
          chunks(T) * (hd * hd + hd);
 }
 
 Tiles tiles_of(float* scratch, int64_t T, int64_t hd) {
   float* p = scratch + omp_get_thread_num() * per_thread(T, hd);
   Tiles t;
-  for (auto [dst, n] : {std::pair{&t.A, kChunk * hd},
-                        {&t.Bk, kChunk * hd},
+  for (auto [dst, n] : {std::pair{&t.phiQ, T * hd},
+                        {&t.phiK, T * hd},
                         {&t.dNum, kChunk * hd},
                         {&t.dA, kChunk * hd},
                         {&t.dB, kChunk * hd},
@@ -70,12 +73,10 @@ void masked_scores(float* P, const float* A, const float* Bk, int64_t n, int64_t
   for (int64_t i = 0; i < n; i++) std::fill(P + i * n + i + 1, P + (i + 1) * n, 0.0f);
 }
 
-// Chunk [t0, t0 + n) of one head: A = phi(Q), Bk = phi(K), den = A z + rowsum(P) (+ eps), where
-// S, z is the state before the chunk (the whole sequence's when not causal, and then P is unused).
-void chunk_denominators(const Tiles& t, const float* q, const float* k, int64_t n, int64_t hd,
-                        int64_t C3, bool causal) {
-  apply_phi(t.A, q, n, hd, C3);
-  apply_phi(t.Bk, k, n, hd, C3);
+// Chunk [t0, t0 + n) of one head: A, Bk to its phi(Q), phi(K) rows, den = A z + rowsum(P) (+ eps),
+// where S, z is the state before the chunk (the whole sequence's when not causal; P then unused).
+void chunk_denominators(Tiles& t, int64_t t0, int64_t n, int64_t hd, bool causal) {
+  t.A = t.phiQ + t0 * hd, t.Bk = t.phiK + t0 * hd;
   if (causal) masked_scores(t.P, t.A, t.Bk, n, hd);
   for (int64_t i = 0; i < n; i++) {
     float s = kEps;
@@ -88,7 +89,7 @@ void chunk_denominators(const Tiles& t, const float* q, const float* k, int64_t 
 }
 
 // S += Bk^T V, z += colsum(Bk) for a chunk of n rows (V row stride C3).
-void add_to_state(const Tiles& t, const float* v, int64_t n, int64_t hd, int64_t C3) {
+void add_to_state(const Tiles& t, const float* v, int64_t n, int64_t hd, int64_t C3) {  // t.Bk set
   gemm(true, false, hd, hd, n, 1.0f, t.Bk, hd, v, C3, 1.0f, t.S, hd);
   for (int64_t j = 0; j < n; j++)
 #pragma omp simd
@@ -127,18 +128,19 @@ void linear_attention_forward(float* out, float* scratch, const float* qkv, int6
     const float* q = qkv + b * T * C3 + h * hd;
     const float *k = q + C, *v = q + 2 * C;
     float* o = out + b * T * C + h * hd;
-    const Tiles t = tiles_of(scratch, T, hd);
+    Tiles t = tiles_of(scratch, T, hd);
+    apply_phi(t.phiQ, q, T, hd, C3);
+    apply_phi(t.phiK, k, T, hd, C3);
     std::fill(t.S, t.S + hd * hd, 0.0f);
     std::fill(t.z, t.z + hd, 0.0f);
     if (!causal)  // the whole sequence's state first
       for (int64_t t0 = 0; t0 < T; t0 += kChunk) {
-        const int64_t n = std::min(kChunk, T - t0);
-        apply_phi(t.Bk, k + t0 * C3, n, hd, C3);
-        add_to_state(t, v + t0 * C3, n, hd, C3);
+        t.Bk = t.phiK + t0 * hd;
+        add_to_state(t, v + t0 * C3, std::min(kChunk, T - t0), hd, C3);
       }
     for (int64_t t0 = 0; t0 < T; t0 += kChunk) {
       const int64_t n = std::min(kChunk, T - t0);
-      chunk_denominators(t, q + t0 * C3, k + t0 * C3, n, hd, C3, causal);
+      chunk_denominators(t, t0, n, hd, causal);
       float* oc = o + t0 * C;
       gemm(false, false, n, hd, hd, 1.0f, t.A, hd, t.S, hd, 0.0f, oc, C);  // A S
       if (causal) {
@@ -166,7 +168,9 @@ void linear_attention_backward(float* dqkv, float* scratch, const float* dout, c
     const float* g = dout + b * T * C + h * hd;
     float* dq = dqkv + b * T * C3 + h * hd;
     float *dk = dq + C, *dv = dq + 2 * C;
-    const Tiles t = tiles_of(scratch, T, hd);
+    Tiles t = tiles_of(scratch, T, hd);
+    apply_phi(t.phiQ, q, T, hd, C3);
+    apply_phi(t.phiK, k, T, hd, C3);
     // Forward replay: the state at each chunk's entry (for bidirectional, the whole one).
     std::fill(t.S, t.S + hh, 0.0f);
     std::fill(t.z, t.z + hd, 0.0f);
@@ -175,7 +179,7 @@ void linear_attention_backward(float* dqkv, float* scratch, const float* dout, c
       float* st = t.states + c * (hh + hd);
       std::copy(t.S, t.S + hh, st);
       std::copy(t.z, t.z + hd, st + hh);
-      apply_phi(t.Bk, k + t0 * C3, n, hd, C3);
+      t.Bk = t.phiK + t0 * hd;
       add_to_state(t, v + t0 * C3, n, hd, C3);
     }
     // Reverse sweep: R = sum over later queries of a_i dnum_i^T, u = sum of a_i dden_i.
@@ -184,7 +188,7 @@ void linear_attention_backward(float* dqkv, float* scratch, const float* dout, c
     if (!causal) {  // every query sees every key: R, u over the whole sequence first
       for (int64_t t0 = 0; t0 < T; t0 += kChunk) {
         const int64_t n = std::min(kChunk, T - t0);
-        chunk_denominators(t, q + t0 * C3, k + t0 * C3, n, hd, C3, false);
+        chunk_denominators(t, t0, n, hd, false);
         output_gradients(t, g + t0 * C, o + t0 * C, n, hd, C);
         gemm(true, false, hd, hd, n, 1.0f, t.A, hd, t.dNum, hd, 1.0f, t.R, hd);
         for (int64_t i = 0; i < n; i++)
@@ -199,7 +203,7 @@ void linear_attention_backward(float* dqkv, float* scratch, const float* dout, c
         std::copy(st, st + hh, t.S);
         std::copy(st + hh, st + hh + hd, t.z);
       }
-      chunk_denominators(t, q + t0 * C3, k + t0 * C3, n, hd, C3, causal);
+      chunk_denominators(t, t0, n, hd, causal);
       output_gradients(t, g + t0 * C, o + t0 * C, n, hd, C);
       // dA = dNum S^T + dden z^T (+ W Bk within the chunk when causal)
       gemm(false, true, n, hd, hd, 1.0f, t.dNum, hd, t.S, hd, 0.0f, t.dA, hd);
