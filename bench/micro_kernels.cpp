@@ -1,6 +1,8 @@
 // Google Benchmark micro-benchmarks of kat's CPU kernels at the shapes that matter: the GR-KAN
 // against the GELU it replaces on a KAT-T feed-forward activation ([128, 197, 768], 8 groups),
-// and LayerNorm, attention and linear layers of KAT-T and of the default 28x28 model.
+// LayerNorm, attention and linear layers of KAT-T and of the default 28x28 model, and the language
+// model's kernels: causal attention, linear attention, RoPE, one decode step's attention over the
+// KV cache, and the fused softmax cross-entropy over the byte vocabulary.
 //
 //   build/micro_kernels [--benchmark_filter=Rational] [--benchmark_repetitions=5]
 //
@@ -121,6 +123,67 @@ void BM_LinearForwardBackward(benchmark::State& state) {
                          benchmark::Counter::kIs1000);
 }
 
+// args: tokens (batch 1 x 16 sequences of `tokens`), causal; kat_lm's width: d 256, 4 heads.
+void BM_CausalAttentionForwardBackward(benchmark::State& state) {
+  const int64_t B = 16, T = state.range(0), C = 256, H = 4;
+  const auto qkv = random_vector(B * T * 3 * C, 12), dout = random_vector(B * T * C, 13);
+  std::vector<float> out(B * T * C), lse(B * H * T), dqkv(B * T * 3 * C);
+  std::vector<float> scratch(attention_scratch_floats());
+  for (auto _ : state) {
+    attention_forward(out.data(), lse.data(), scratch.data(), qkv.data(), B, T, C, H, true);
+    attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), qkv.data(), lse.data(),
+                       B, T, C, H, true, false);
+  }
+}
+
+// args: tokens, causal (0/1); batch 1, d 256, 4 heads.
+void BM_LinearAttentionForwardBackward(benchmark::State& state) {
+  const int64_t T = state.range(0), C = 256, H = 4;
+  const bool causal = state.range(1) != 0;
+  const auto qkv = random_vector(T * 3 * C, 14), dout = random_vector(T * C, 15);
+  std::vector<float> out(T * C), dqkv(T * 3 * C);
+  std::vector<float> scratch(linear_attention_scratch_floats(T, C, H));
+  for (auto _ : state) {
+    linear_attention_forward(out.data(), scratch.data(), qkv.data(), 1, T, C, H, causal);
+    linear_attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), qkv.data(), 1,
+                              T, C, H, causal, false);
+  }
+}
+
+// RoPE forward + backward on a kat_lm training batch: 16 x 256 tokens, d 256, 4 heads.
+void BM_RopeForwardBackward(benchmark::State& state) {
+  const int64_t B = 16, T = 256, C = 256, H = 4, hd = C / H;
+  auto qkv = random_vector(B * T * 3 * C, 16);
+  std::vector<float> cos(T * hd / 2), sin(T * hd / 2);
+  rope_tables(cos.data(), sin.data(), T, hd, 10000.0);
+  for (auto _ : state) {
+    rope_rotate(qkv.data(), cos.data(), sin.data(), B, T, C, H, 0, false);
+    rope_rotate(qkv.data(), cos.data(), sin.data(), B, T, C, H, 0, true);
+  }
+}
+
+// One generated token's attention over `n` cached keys and values, d 256, 4 heads.
+void BM_AttentionDecode(benchmark::State& state) {
+  const int64_t n = state.range(0), C = 256, H = 4;
+  const auto q = random_vector(C, 17), k = random_vector(n * C, 18), v = random_vector(n * C, 19);
+  std::vector<float> out(C), scratch(n);
+  for (auto _ : state)
+    attention_decode(out.data(), scratch.data(), q.data(), k.data(), v.data(), n, C, H);
+}
+
+// Softmax cross-entropy forward + backward over the byte vocabulary, 16 x 256 positions.
+void BM_SoftmaxXentForwardBackward(benchmark::State& state) {
+  const int64_t R = 16 * 256, V = 257;
+  const auto logits = random_vector(R * V, 20);
+  std::vector<int32_t> labels(R);
+  for (int64_t i = 0; i < R; i++) labels[i] = static_cast<int32_t>((i * 37) % V);
+  std::vector<float> losses(R), probs(R * V), dlogits(R * V);
+  for (auto _ : state) {
+    softmax_xent_forward(losses.data(), probs.data(), logits.data(), labels.data(), R, V, 0.0f);
+    softmax_xent_backward(dlogits.data(), probs.data(), labels.data(), R, V, 0.0f, 1.0f / R);
+  }
+}
+
 BENCHMARK(BM_RationalForward)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_RationalForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_GeluForward)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -140,6 +203,18 @@ BENCHMARK(BM_LinearForwardBackward)
     ->Args({32 * 197, 192, 768})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+BENCHMARK(BM_CausalAttentionForwardBackward)
+    ->Arg(256)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_LinearAttentionForwardBackward)
+    ->Args({4096, 0})
+    ->Args({4096, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_RopeForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_AttentionDecode)->Arg(256)->Arg(1024)->UseRealTime();
+BENCHMARK(BM_SoftmaxXentForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 
