@@ -124,6 +124,14 @@ void rope_rotate(float* qkv, const float* cos, const float* sin, int64_t B, int6
 void rope_rotate_ref(double* qkv, int64_t B, int64_t T, int64_t C, int64_t H, int64_t pos0,
                      double theta);
 
+// ---- Token embedding: x[r] = table[tokens[r]] + pos[r % T] over R = B * T rows of width C ----
+// pos may be null (no learned positions). The backward accumulates into dtable (and dpos); each
+// thread owns a slice of the channels, so the sums are race-free and the same on every run.
+void embedding_forward(float* x, const float* table, const float* pos, const int32_t* tokens,
+                       int64_t R, int64_t T, int64_t C);
+void embedding_backward(float* dtable, float* dpos, const float* dx, const int32_t* tokens,
+                        int64_t R, int64_t T, int64_t C);
+
 // ---- Softmax cross-entropy with label smoothing over logits[B, V] ---------------------------
 // losses[b] = -(1 - eps) log p[b, y_b] - (eps / V) sum_j log p[b, j]; probs saved.
 void softmax_xent_forward(float* losses, float* probs, const float* logits, const int32_t* labels,

@@ -149,19 +149,7 @@ float CausalLM::forward(const int32_t* tokens, const int32_t* targets, int64_t B
   plan(B, T);
   State& s = *state_;
   const Params& P = params_;
-  const float* wte = P.value(s.wte);
-  const float* wpe = s.wpe >= 0 ? P.value(s.wpe) : nullptr;
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < BT; r++) {
-    const float* e = wte + tokens[r] * d;
-    float* x = s.x0 + r * d;
-    if (wpe) {
-      const float* p = wpe + (r % T) * d;
-      for (int64_t k = 0; k < d; k++) x[k] = e[k] + p[k];
-    } else {
-      std::memcpy(x, e, d * sizeof(float));
-    }
-  }
+  embedding_forward(s.x0, P.value(s.wte), s.wpe >= 0 ? P.value(s.wpe) : nullptr, tokens, BT, T, d);
   const float* x = s.x0;
   for (int l = 0; l < c.depth; l++) {
     s.blocks[l].forward(P, x, s.layers[l], s.work.attn_scratch, B, T, s.rope());
@@ -202,25 +190,8 @@ void CausalLM::backward() {
     const float* x_in = l == 0 ? s.x0 : s.layers[l - 1].res2;
     s.blocks[l].backward(P, s.dres, x_in, s.layers[l], s.work, B, T, s.rope());
   }
-  // Embeddings: each thread owns a slice of the channels, so rows add up without races and in
-  // the same order on every run.
-  float* gwte = P.grad(s.wte);
-  float* gwpe = s.wpe >= 0 ? P.grad(s.wpe) : nullptr;
-  const int32_t* tok = s.tokens.data();
-  constexpr int64_t kSlice = 16;
-#pragma omp parallel for schedule(static)
-  for (int64_t k0 = 0; k0 < d; k0 += kSlice) {
-    const int64_t k1 = std::min(d, k0 + kSlice);
-    for (int64_t r = 0; r < BT; r++) {
-      const float* g = s.dres + r * d;
-      float* e = gwte + tok[r] * d;
-      for (int64_t k = k0; k < k1; k++) e[k] += g[k];
-      if (gwpe) {
-        float* p = gwpe + (r % T) * d;
-        for (int64_t k = k0; k < k1; k++) p[k] += g[k];
-      }
-    }
-  }
+  embedding_backward(P.grad(s.wte), s.wpe >= 0 ? P.grad(s.wpe) : nullptr, s.dres, s.tokens.data(),
+                     BT, T, d);
 }
 
 namespace {

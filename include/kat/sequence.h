@@ -1,0 +1,65 @@
+// Sequence classifiers for the Long Range Arena: token embedding + learned positions -> depth x
+// pre-norm blocks (bidirectional, any token mixer) -> LayerNorm -> mean over the tokens -> linear
+// head. Tensor names as timm's (embed.weight, pos_embed, blocks.N.*, norm, head).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "kat/config.h"
+#include "kat/params.h"
+
+namespace kat {
+
+struct SequenceConfig {
+  std::string architecture = "kat_lra";
+  int vocab_size = 18, max_len = 2000, num_classes = 10;
+  int embed_dim = 64, depth = 4, num_heads = 4, hidden = 128;
+  Ffn ffn = Ffn::Kan;
+  Mixer mixer = Mixer::Softmax;
+  int window = 0;
+  int rational_groups = 8;
+  std::string act_init = "swish";
+  float layernorm_eps = 1e-6f;
+};
+
+void validate(const SequenceConfig& c);
+// config.json: {"architecture", "model_type": "kat-seq", "vocab_size", "max_len", "num_classes",
+// "embed_dim", "depth", "num_heads", "hidden", "kat": {ffn, mixer, window, rational_groups,
+// act_init, layernorm_eps}}; unknown keys are errors.
+SequenceConfig sequence_config_from_json(const std::string& text, const std::string& origin);
+std::string sequence_config_to_json(const SequenceConfig& c);
+
+class SequenceClassifier {
+ public:
+  explicit SequenceClassifier(const SequenceConfig& config);
+  ~SequenceClassifier();
+  SequenceClassifier(const SequenceClassifier&) = delete;
+  SequenceClassifier& operator=(const SequenceClassifier&) = delete;
+
+  const SequenceConfig& config() const { return config_; }
+  Params& params() { return params_; }
+  const Params& params() const { return params_; }
+  void init(uint64_t seed);  // timm's: trunc_normal(0.02); rationals from their init modes
+
+  // tokens [B, T] (T <= max_len, every token counted: sequences of one length per call). With
+  // labels [B], returns the mean loss times `loss_scale` (1/N to average over N calls) and keeps
+  // what backward() needs; without, returns 0.
+  float forward(const int32_t* tokens, const int32_t* labels, int64_t B, int64_t T,
+                float loss_scale = 1.0f);
+  const float* logits() const;  // [B, num_classes]
+  void backward();              // accumulates into params().grads()
+
+ private:
+  struct State;
+  void plan(int64_t B, int64_t T);
+  SequenceConfig config_;
+  Params params_;
+  std::unique_ptr<State> state_;
+};
+
+void save_sequence_model(const std::string& dir, const SequenceClassifier& model);
+std::unique_ptr<SequenceClassifier> load_sequence_model(const std::string& path);
+
+}  // namespace kat

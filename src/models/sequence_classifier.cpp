@@ -1,0 +1,276 @@
+// LRA sequence classifier over planned buffers: embedding -> blocks -> mean -> LayerNorm -> head.
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "io/json_fields.h"
+#include "kat/checkpoint.h"
+#include "kat/error.h"
+#include "kat/files.h"
+#include "kat/grkan.h"
+#include "kat/kernels.h"
+#include "kat/parallel.h"
+#include "kat/rng.h"
+#include "kat/sequence.h"
+#include "nn/transformer_block.h"
+
+namespace kat {
+
+struct SequenceClassifier::State {
+  std::vector<TransformerBlock> blocks;
+  int embed = -1, pos = -1, norm_w = -1, norm_b = -1, head_w = -1, head_b = -1;
+  int64_t rows = 0, batch_cap = 0;
+  int threads = 0;
+  std::vector<float> buf;
+  float *x0, *pooled, *ln, *ln_mean, *ln_rstd, *logits, *probs, *losses, *dres, *dln, *dpooled,
+      *dlogits;
+  std::vector<BlockActs> layers;
+  BlockWork work;
+  std::vector<int32_t> tokens, labels;
+  int64_t B = 0, T = 0;
+  float scale = 1.0f;
+  bool has_loss = false;
+};
+
+void validate(const SequenceConfig& c) {
+  const std::string& a = c.architecture;
+  check(c.vocab_size > 0 && c.max_len > 0 && c.num_classes > 1 && c.embed_dim > 0 && c.depth > 0 &&
+            c.num_heads > 0 && c.hidden > 0,
+        a, ": sizes must be positive (and at least 2 classes)");
+  check(c.embed_dim % c.num_heads == 0, a, ": embed_dim ", c.embed_dim,
+        " is not divisible by num_heads ", c.num_heads);
+  if (c.ffn == Ffn::Kan)
+    check(c.rational_groups > 0 && c.embed_dim % c.rational_groups == 0 &&
+              c.hidden % c.rational_groups == 0,
+          a, ": embed_dim and hidden must be divisible by rational_groups ", c.rational_groups);
+  validate_mixer(c.mixer, c.window, a);
+}
+
+SequenceConfig sequence_config_from_json(const std::string& text, const std::string& origin) {
+  using json_fields::check_keys;
+  using json_fields::get;
+  const nlohmann::json j = json_fields::parse(text, origin);
+  check_keys(j,
+             {"architecture", "model_type", "vocab_size", "max_len", "num_classes", "embed_dim",
+              "depth", "num_heads", "hidden", "kat"},
+             "the config", origin);
+  check(j.value("model_type", "") == "kat-seq", origin,
+        ": not a kat sequence-classifier config (model_type must be \"kat-seq\")");
+  SequenceConfig c;
+  if (j.contains("architecture")) c.architecture = get<std::string>(j, "architecture", origin);
+  for (auto [key, dst] : {std::pair{"vocab_size", &c.vocab_size},
+                          {"max_len", &c.max_len},
+                          {"num_classes", &c.num_classes},
+                          {"embed_dim", &c.embed_dim},
+                          {"depth", &c.depth},
+                          {"num_heads", &c.num_heads},
+                          {"hidden", &c.hidden}})
+    if (j.contains(key)) *dst = get<int>(j, key, origin);
+  if (j.contains("kat")) {
+    const nlohmann::json& k = j["kat"];
+    check_keys(k, {"ffn", "mixer", "window", "rational_groups", "act_init", "layernorm_eps"}, "kat",
+               origin);
+    if (k.contains("ffn")) {
+      const auto f = get<std::string>(k, "ffn", origin);
+      check(f == "kan" || f == "mlp", origin, ": kat.ffn must be \"kan\" or \"mlp\", not \"", f,
+            "\"");
+      c.ffn = f == "kan" ? Ffn::Kan : Ffn::Mlp;
+    }
+    if (k.contains("mixer")) c.mixer = parse_mixer(get<std::string>(k, "mixer", origin));
+    if (k.contains("window")) c.window = get<int>(k, "window", origin);
+    if (k.contains("rational_groups")) c.rational_groups = get<int>(k, "rational_groups", origin);
+    if (k.contains("act_init")) c.act_init = get<std::string>(k, "act_init", origin);
+    if (k.contains("layernorm_eps")) c.layernorm_eps = get<float>(k, "layernorm_eps", origin);
+  }
+  try {
+    validate(c);
+  } catch (const Error& e) {
+    fail(origin, ": ", e.what());
+  }
+  return c;
+}
+
+std::string sequence_config_to_json(const SequenceConfig& c) {
+  nlohmann::json k = {{"ffn", c.ffn == Ffn::Kan ? "kan" : "mlp"},
+                      {"mixer", mixer_name(c.mixer)},
+                      {"layernorm_eps", c.layernorm_eps}};
+  if (c.mixer == Mixer::Local) k["window"] = c.window;
+  if (c.ffn == Ffn::Kan) k["rational_groups"] = c.rational_groups, k["act_init"] = c.act_init;
+  const nlohmann::json j = {{"architecture", c.architecture},
+                            {"model_type", "kat-seq"},
+                            {"vocab_size", c.vocab_size},
+                            {"max_len", c.max_len},
+                            {"num_classes", c.num_classes},
+                            {"embed_dim", c.embed_dim},
+                            {"depth", c.depth},
+                            {"num_heads", c.num_heads},
+                            {"hidden", c.hidden},
+                            {"kat", k}};
+  return j.dump(2) + "\n";
+}
+
+SequenceClassifier::SequenceClassifier(const SequenceConfig& config)
+    : config_(config), state_(std::make_unique<State>()) {
+  validate(config_);
+  const SequenceConfig& c = config_;
+  State& s = *state_;
+  const int64_t d = c.embed_dim;
+  s.embed = params_.add("embed.weight", {c.vocab_size, d}, ParamKind::Embedding);
+  s.pos = params_.add("pos_embed", {1, c.max_len, d}, ParamKind::Embedding);
+  BlockShape shape;
+  shape.dim = d, shape.hidden = c.hidden, shape.heads = c.num_heads, shape.ffn = c.ffn;
+  shape.groups = c.rational_groups, shape.eps = c.layernorm_eps;
+  shape.mixer = c.mixer, shape.window = c.window;
+  for (int l = 0; l < c.depth; l++)
+    s.blocks.emplace_back(params_, "blocks." + std::to_string(l) + ".", kTimmBlockNames, shape);
+  s.norm_w = params_.add("norm.weight", {d}, ParamKind::Norm);
+  s.norm_b = params_.add("norm.bias", {d}, ParamKind::Norm);
+  s.head_w = params_.add("head.weight", {c.num_classes, d}, ParamKind::Weight);
+  s.head_b = params_.add("head.bias", {c.num_classes}, ParamKind::Bias);
+  params_.allocate();
+}
+
+SequenceClassifier::~SequenceClassifier() = default;
+
+void SequenceClassifier::init(uint64_t seed) {
+  const SequenceConfig& c = config_;
+  State& s = *state_;
+  Rng rng = Rng::derive(seed, /*purpose=*/1);
+  auto normal = [&](int i, float std) {
+    float* v = params_.value(i);
+    for (int64_t k = 0; k < params_.specs()[i].size; k++) v[k] = rng.trunc_normal(std, -2, 2);
+  };
+  auto fill = [&](int i, float value) {
+    std::fill(params_.value(i), params_.value(i) + params_.specs()[i].size, value);
+  };
+  RationalCoefs act1, act2;
+  float fc1_std = 0.02f, fc2_std = 0.02f;
+  if (c.ffn == Ffn::Kan) {  // variance-preserving, as the image classifiers
+    act1 = rational_init("identity"), act2 = rational_init(c.act_init);
+    fc1_std = static_cast<float>(std::sqrt(1.0 / rational_second_moment(act1) / c.embed_dim));
+    fc2_std = static_cast<float>(std::sqrt(1.0 / rational_second_moment(act2) / c.hidden));
+  }
+  normal(s.embed, 0.02f), normal(s.pos, 0.02f);
+  for (const TransformerBlock& b : s.blocks) {
+    fill(b.norm1_w, 1), fill(b.norm1_b, 0), fill(b.norm2_w, 1), fill(b.norm2_b, 0);
+    normal(b.qkv_w, 0.02f), fill(b.qkv_b, 0), normal(b.proj_w, 0.02f), fill(b.proj_b, 0);
+    normal(b.fc1_w, fc1_std), fill(b.fc1_b, 0), normal(b.fc2_w, fc2_std), fill(b.fc2_b, 0);
+    if (c.ffn == Ffn::Kan)
+      for (auto [num, den, k] :
+           {std::tuple{b.act1_num, b.act1_den, act1}, std::tuple{b.act2_num, b.act2_den, act2}}) {
+        for (int i = 0; i < 6; i++) params_.value(num)[i] = static_cast<float>(k.num[i]);
+        for (int g = 0; g < c.rational_groups; g++)
+          for (int i = 0; i < 4; i++) params_.value(den)[g * 4 + i] = static_cast<float>(k.den[i]);
+      }
+  }
+  fill(s.norm_w, 1), fill(s.norm_b, 0), normal(s.head_w, 0.02f), fill(s.head_b, 0);
+}
+
+void SequenceClassifier::plan(int64_t B, int64_t T) {
+  State& s = *state_;
+  const int64_t rows = B * T;
+  if (s.rows >= rows && s.batch_cap >= B && s.threads >= num_threads()) return;
+  const SequenceConfig& c = config_;
+  const int64_t d = c.embed_dim, V = c.num_classes;
+  const int64_t R = std::max(rows, s.rows), Bc = std::max(B, s.batch_cap);
+  std::vector<std::pair<float**, int64_t>> fields;
+  auto take = [&](float*& p, int64_t n) { fields.push_back({&p, n}); };
+  take(s.x0, R * d);
+  s.layers.assign(c.depth, BlockActs{});
+  for (int l = 0; l < c.depth; l++) s.blocks[l].plan_acts(take, s.layers[l], R, false);
+  take(s.pooled, Bc * d), take(s.ln, Bc * d), take(s.ln_mean, Bc), take(s.ln_rstd, Bc);
+  take(s.logits, Bc * V), take(s.probs, Bc * V), take(s.losses, Bc);
+  take(s.dres, R * d), take(s.dln, Bc * d), take(s.dpooled, Bc * d), take(s.dlogits, Bc * V);
+  TransformerBlock::plan_work(take, s.work, R, s.blocks[0].shape(),
+                              s.blocks[0].mixer_scratch_floats(c.max_len));
+  int64_t total = 0;
+  for (auto& f : fields) total += f.second;
+  s.buf.assign(total, 0.0f);
+  int64_t off = 0;
+  for (auto& f : fields) *f.first = s.buf.data() + off, off += f.second;
+  s.rows = R, s.batch_cap = Bc, s.threads = num_threads();
+}
+
+const float* SequenceClassifier::logits() const { return state_->logits; }
+
+float SequenceClassifier::forward(const int32_t* tokens, const int32_t* labels, int64_t B,
+                                  int64_t T, float loss_scale) {
+  const SequenceConfig& c = config_;
+  check(B > 0 && T > 0, "forward: empty batch");
+  check(T <= c.max_len, "a sequence of ", T, " tokens is longer than the model's max_len of ",
+        c.max_len);
+  const int64_t d = c.embed_dim, V = c.num_classes, BT = B * T;
+  for (int64_t i = 0; i < BT; i++)
+    check(tokens[i] >= 0 && tokens[i] < c.vocab_size, "token ", tokens[i], " is outside 0..",
+          c.vocab_size - 1);
+  plan(B, T);
+  State& s = *state_;
+  const Params& P = params_;
+  embedding_forward(s.x0, P.value(s.embed), P.value(s.pos), tokens, BT, T, d);
+  const float* x = s.x0;
+  for (int l = 0; l < c.depth; l++) {
+    s.blocks[l].forward(P, x, s.layers[l], s.work.attn_scratch, B, T, Rope{});
+    x = s.layers[l].res2;
+  }
+  for (int64_t b = 0; b < B; b++) {  // mean over the tokens, then the final norm (timm's "avg")
+    float* p = s.pooled + b * d;
+    std::fill(p, p + d, 0.0f);
+    for (int64_t t = 0; t < T; t++)
+      for (int64_t k = 0; k < d; k++) p[k] += x[(b * T + t) * d + k];
+    for (int64_t k = 0; k < d; k++) p[k] /= static_cast<float>(T);
+  }
+  layernorm_forward(s.ln, s.ln_mean, s.ln_rstd, s.pooled, P.value(s.norm_w), P.value(s.norm_b), B,
+                    d, c.layernorm_eps);
+  linear_forward(s.logits, s.ln, P.value(s.head_w), P.value(s.head_b), B, d, V);
+  s.B = B, s.T = T, s.has_loss = labels != nullptr;
+  if (!labels) return 0.0f;
+  for (int64_t b = 0; b < B; b++)
+    check(labels[b] >= 0 && labels[b] < V, "label ", labels[b], " is outside 0..", V - 1);
+  s.tokens.assign(tokens, tokens + BT);
+  s.labels.assign(labels, labels + B);
+  s.scale = loss_scale;
+  softmax_xent_forward(s.losses, s.probs, s.logits, labels, B, V, 0.0f);
+  double sum = 0;
+  for (int64_t b = 0; b < B; b++) sum += s.losses[b];
+  return static_cast<float>(sum / B * loss_scale);
+}
+
+void SequenceClassifier::backward() {
+  State& s = *state_;
+  check(s.has_loss, "backward() needs a forward() with labels first");
+  const SequenceConfig& c = config_;
+  Params& P = params_;
+  const int64_t B = s.B, T = s.T, d = c.embed_dim, V = c.num_classes;
+  std::fill(s.dlogits, s.dlogits + B * V, 0.0f);
+  softmax_xent_backward(s.dlogits, s.probs, s.labels.data(), B, V, 0.0f, s.scale / B);
+  linear_backward(s.dln, P.grad(s.head_w), P.grad(s.head_b), s.dlogits, s.ln, P.value(s.head_w), B,
+                  d, V, false);
+  std::fill(s.dpooled, s.dpooled + B * d, 0.0f);
+  layernorm_backward(s.dpooled, P.grad(s.norm_w), P.grad(s.norm_b), s.dln, s.pooled, s.ln_mean,
+                     s.ln_rstd, P.value(s.norm_w), B, d);
+  const float inv = 1.0f / static_cast<float>(T);
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t t = 0; t < T; t++)
+      for (int64_t k = 0; k < d; k++) s.dres[(b * T + t) * d + k] = s.dpooled[b * d + k] * inv;
+  for (int l = c.depth - 1; l >= 0; l--) {
+    const float* x_in = l == 0 ? s.x0 : s.layers[l - 1].res2;
+    s.blocks[l].backward(P, s.dres, x_in, s.layers[l], s.work, B, T, Rope{});
+  }
+  embedding_backward(P.grad(s.embed), P.grad(s.pos), s.dres, s.tokens.data(), B * T, T, d);
+}
+
+void save_sequence_model(const std::string& dir, const SequenceClassifier& model) {
+  save_params(dir, model.params(), sequence_config_to_json(model.config()));
+}
+
+std::unique_ptr<SequenceClassifier> load_sequence_model(const std::string& path) {
+  const std::string dir = checkpoint_dir(path);
+  const std::string config_path = dir + "/config.json";
+  check(file_exists(config_path), dir, ": no config.json in the checkpoint directory");
+  auto model = std::make_unique<SequenceClassifier>(
+      sequence_config_from_json(read_text_file(config_path), config_path));
+  load_params(dir + "/model.safetensors", model->params(), model->config().architecture);
+  return model;
+}
+
+}  // namespace kat
