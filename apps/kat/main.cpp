@@ -24,6 +24,7 @@
 #include "kat/grkan.h"
 #include "kat/lm.h"
 #include "kat/lm_trainer.h"
+#include "kat/lra.h"
 #include "kat/parallel.h"
 #include "kat/text.h"
 #include "kat/trainer.h"
@@ -43,6 +44,7 @@ commands:
   train-lm       train a byte-level language model (default: KAT on Debian's fortunes)
   generate CKPT  generate text from a language model, streamed as it is produced
   eval-lm CKPT   bits per byte and perplexity of a language model on text
+  lra TASK       train and test a sequence classifier on a Long Range Arena task
   info CKPT      configuration and parameter counts of a checkpoint
   fit-rational ACT        least-squares GR-KAN coefficients for an activation
   configs        list the named model configurations
@@ -155,6 +157,40 @@ constexpr const char* kEvalLmHelp =
 Prints the mean loss, bits per byte and perplexity of a language model on text files (each one
 document), in windows of --context tokens (default and at most: the model's context). Without
 --text: the validation split of the default corpus (the fortunes).
+)";
+
+constexpr const char* kLraHelp = R"(usage: kat lra listops|image [options]
+
+Trains a sequence classifier (token embedding, learned positions, pre-norm blocks, mean pooling)
+on a Long Range Arena task, evaluates it on the validation set while training and prints the test
+accuracy at the end. Writes a run directory (metrics.jsonl, config.json, last/, best/).
+
+  listops   nested [MIN/[MAX/[MED/[SM expressions (LRA's rules, brackets kept as tokens);
+            generated with --seed, or LRA's basic_{train,val,test}.tsv from --data DIR
+  image     sequential Fashion-MNIST: 784 pixel tokens (--data DIR: another IDX dataset)
+
+  --mixer NAME           softmax, local or linear                           [softmax]
+  --window W             keys each query sees with the local mixer
+  --ffn kan|mlp          GR-KAN or GELU MLP feed-forward                    [kan]
+  --config FILE.json     a sequence-classifier config (model_type "kat-seq")
+  --data DIR             task files (see above)
+  --train-size N         generated ListOps training examples                [96000]
+  --heldout N            generated ListOps validation and test examples     [2000]
+  --export DIR           also write the generated ListOps as LRA's TSV files
+  --steps N              training steps                                     [2000]
+  --batch N              sequences per step                                 [32]
+  --lr X                 peak learning rate (AdamW)                         [0.001]
+  --warmup N             warmup steps (linear)                              [100]
+  --weight-decay X       decoupled weight decay on weight matrices          [0.05]
+  --eval-every N         steps between validation evaluations               [500]
+  --eval-limit N         validation sequences per evaluation (0: all)       [2000]
+  --threads N            threads (0: all cores)                             [0]
+  --seed N               seed of the data, init and batches                 [0]
+  --out DIR              run directory                   [runs/<arch>-<date>-<time>]
+  --overwrite            replace a run already in --out
+  --stop-after N         stop at step N (as Ctrl-C does)
+  --log-every N          steps between metric lines                         [50]
+  --progress bar|lines   progress display [bar on a terminal, lines otherwise]
 )";
 
 constexpr const char* kInfoHelp = R"(usage: kat info CKPT
@@ -483,6 +519,65 @@ int cmd_eval_lm(int argc, char** argv) {
   return 0;
 }
 
+int cmd_lra(int argc, char** argv) {
+  const Args a =
+      parse(argc, argv, 2,
+            {"mixer",      "window",  "ffn",   "config", "data",       "train-size",   "export",
+             "heldout",    "steps",   "batch", "lr",     "warmup",     "weight-decay", "eval-every",
+             "eval-limit", "threads", "seed",  "out",    "stop-after", "log-every",    "progress"},
+            {"overwrite"}, "lra");
+  check(a.positional.size() == 1, "kat lra takes one task: listops or image (see kat lra --help)");
+  LraOptions o;
+  o.task = a.positional[0];
+  o.data_dir = a.str("data");
+  o.train_size = a.integer("train-size", o.train_size);
+  o.heldout = a.integer("heldout", o.heldout);
+  o.steps = a.integer("steps", o.steps);
+  o.batch = static_cast<int>(a.integer("batch", o.batch));
+  o.lr = static_cast<float>(a.real("lr", o.lr));
+  o.warmup = a.integer("warmup", o.warmup);
+  o.weight_decay = static_cast<float>(a.real("weight-decay", o.weight_decay));
+  o.eval_every = a.integer("eval-every", o.eval_every);
+  o.eval_limit = a.integer("eval-limit", o.eval_limit);
+  o.threads = static_cast<int>(a.integer("threads", 0));
+  o.seed = static_cast<uint64_t>(a.integer("seed", 0));
+  o.out_dir = a.str("out");
+  o.overwrite = a.has("overwrite");
+  o.stop_after = a.integer("stop-after", 0);
+  o.log_every = static_cast<int>(a.integer("log-every", o.log_every));
+  o.progress = parse_progress(a);
+  check(o.batch > 0 && o.log_every > 0 && o.threads >= 0 && o.stop_after >= 0,
+        "--batch and --log-every must be positive");
+  set_num_threads(o.threads);
+  const LraData data =
+      load_lra(o.task, o.data_dir, o.train_size, o.seed, a.str("export"), o.heldout);
+  SequenceConfig c =
+      a.has("config") ? sequence_config_from_json(read_text_file(a.str("config")), a.str("config"))
+                      : lra_config(o.task, data);
+  if (a.has("mixer")) c.mixer = parse_mixer(a.str("mixer"));
+  c.window = static_cast<int>(a.integer("window", c.window));
+  if (a.has("ffn")) {
+    const std::string f = a.str("ffn");
+    check(f == "kan" || f == "mlp", "--ffn is kan or mlp, not '", f, "'");
+    c.ffn = f == "kan" ? Ffn::Kan : Ffn::Mlp;
+  }
+  c.architecture =
+      std::string(c.ffn == Ffn::Kan ? "kat" : "vit") + "_lra_" + o.task + "_" + mixer_name(c.mixer);
+  validate(c);
+  check(data.train.max_length() <= c.max_len && data.test.max_length() <= c.max_len,
+        "the data has sequences of up to ",
+        std::max(data.train.max_length(), data.test.max_length()),
+        " tokens, longer than the config's max_len of ", c.max_len);
+  check(data.train.vocab_size <= c.vocab_size && data.train.num_classes <= c.num_classes,
+        "the config's vocab_size / num_classes are smaller than the data's");
+  const LraResult r = train_lra(c, data, o, std::cerr);
+  std::cout << "run directory:   " << r.run_dir << "\n"
+            << "validation accuracy " << std::fixed << std::setprecision(2)
+            << 100 * r.valid_accuracy << "%, test accuracy " << 100 * r.test_accuracy << "% after "
+            << r.steps << " steps in " << std::setprecision(0) << r.train_seconds << " s\n";
+  return 0;
+}
+
 int cmd_eval(int argc, char** argv) {
   const Args a = parse(argc, argv, 2, {"data", "batch", "threads", "limit"}, {}, "eval");
   check(a.positional.size() == 1, "kat eval takes one checkpoint (see kat eval --help)");
@@ -632,6 +727,7 @@ int run(int argc, char** argv) {
       {"train-lm", {cmd_train_lm, kTrainLmHelp}},
       {"generate", {cmd_generate, kGenerateHelp}},
       {"eval-lm", {cmd_eval_lm, kEvalLmHelp}},
+      {"lra", {cmd_lra, kLraHelp}},
       {"info", {cmd_info, kInfoHelp}},
       {"fit-rational", {cmd_fit_rational, kFitHelp}},
       {"configs", {cmd_configs, kConfigsHelp}}};

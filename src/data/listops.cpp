@@ -14,8 +14,11 @@ namespace {
 
 const char* kOperators[] = {"[MIN", "[MAX", "[MED", "[SM"};
 
-// One subtree at `depth` appended to `out`; returns its LRA length and sets its value.
-int64_t grow(std::string& out, int depth, const ListOpsRules& rules, Rng& rng, int& value) {
+// One subtree at `depth` appended to `out`; returns its LRA length and sets its value. A tree
+// stops growing once `budget` (what is left of max_length) is spent: it would be rejected anyway,
+// and unchecked trees of depth 10 can run to millions of tokens.
+int64_t grow(std::string& out, int depth, const ListOpsRules& rules, Rng& rng, int& value,
+             int64_t budget) {
   const double r = depth < rules.max_depth ? rng.uniform_double() : 1.0;
   if (r > rules.value_p) {
     value = static_cast<int>(rng.below(10));
@@ -31,7 +34,8 @@ int64_t grow(std::string& out, int depth, const ListOpsRules& rules, Rng& rng, i
   int64_t length = 2;
   for (int i = 0; i < args; i++) {
     int v = 0;
-    length += grow(body, depth + 1, rules, rng, v);
+    length += grow(body, depth + 1, rules, rng, v, budget - length);
+    if (length >= budget) return length;  // too long: the caller rejects it
     values.push_back(v);
     body += ") ";
   }
@@ -79,7 +83,7 @@ std::vector<ListOpsExample> generate_listops(int64_t count, uint64_t seed,
           rules.min_length, "..", rules.max_length);
     std::string s;
     int value = 0;
-    const int64_t length = grow(s, 1, rules, rng, value);
+    const int64_t length = grow(s, 1, rules, rng, value, rules.max_length);
     if (length <= rules.min_length || length >= rules.max_length) continue;
     s.pop_back();  // the trailing space
     if (!seen.insert(s).second) continue;

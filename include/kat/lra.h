@@ -1,0 +1,66 @@
+// Long Range Arena tasks (reference/lra.md) on the sequence classifier: data, training, test.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include "kat/sequence.h"
+
+namespace kat {
+
+// Token sequences with one label each; sequences are stored back to back.
+struct SequenceDataset {
+  std::vector<uint8_t> tokens;
+  std::vector<int64_t> offsets{0};  // sequence i is tokens[offsets[i], offsets[i + 1])
+  std::vector<int32_t> labels;
+  int vocab_size = 0, num_classes = 0;
+  std::string source;
+  int64_t size() const { return static_cast<int64_t>(labels.size()); }
+  int64_t length(int64_t i) const { return offsets[i + 1] - offsets[i]; }
+  int64_t max_length() const;
+};
+
+struct LraData {
+  SequenceDataset train, valid, test;
+};
+
+std::vector<std::string> lra_task_names();  // listops, image, ...
+// listops: DIR/basic_{train,val,test}.tsv when data_dir is given (LRA's files), else generated
+// with the seed (train_size / heldout / heldout examples, deduplicated across splits) and, when
+// export_dir is given, written there under the same names.
+// image: sequential Fashion-MNIST (784 pixel tokens) from data_dir or the Debian package; the last
+// tenth of the training images is the validation set.
+LraData load_lra(const std::string& task, const std::string& data_dir, int64_t train_size,
+                 uint64_t seed, const std::string& export_dir = "", int64_t heldout = 2000);
+// The configuration LRA's task calls for, scaled to this CPU (docs/lra.md), for the data.
+SequenceConfig lra_config(const std::string& task, const LraData& data);
+
+struct LraOptions {
+  std::string task = "listops", data_dir;
+  int64_t train_size = 96000, heldout = 2000;  // generated ListOps train / validation and test
+  int64_t steps = 2000;
+  int batch = 32;
+  float lr = 1e-3f, min_lr = 1e-5f, weight_decay = 0.05f, clip = 1.0f;
+  int64_t warmup = 100, eval_every = 500, eval_limit = 2000;
+  int threads = 0, log_every = 50, progress = -1;
+  uint64_t seed = 0;
+  std::string out_dir;
+  bool overwrite = false;
+  int64_t stop_after = 0;
+};
+
+struct LraResult {
+  std::string run_dir;
+  double valid_accuracy = 0, test_accuracy = 0, train_seconds = 0;
+  int64_t steps = 0;
+};
+
+LraResult train_lra(const SequenceConfig& config, const LraData& data, const LraOptions& options,
+                    std::ostream& log);
+// Accuracy over the first `limit` sequences (0: all), equal-length neighbours batched together.
+double lra_accuracy(SequenceClassifier& model, const SequenceDataset& d, int batch,
+                    int64_t limit = 0);
+
+}  // namespace kat

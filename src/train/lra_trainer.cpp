@@ -1,0 +1,273 @@
+// LRA: data for each task, and the training loop of the sequence classifier. A batch holds
+// sequences of any lengths; runs of equal length go through one forward, others one at a time,
+// with the loss scaled so the gradient is the batch mean either way (no padding, no masks).
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "kat/data.h"
+#include "kat/error.h"
+#include "kat/files.h"
+#include "kat/listops.h"
+#include "kat/lra.h"
+#include "kat/optim.h"
+#include "kat/parallel.h"
+#include "kat/rng.h"
+#include "train/run_support.h"
+
+namespace kat {
+using json = nlohmann::json;
+
+namespace {
+
+enum Purpose : uint64_t { kLraBatches = 6, kListOpsTrain = 7, kListOpsValid = 8, kListOpsTest = 9 };
+
+SequenceDataset from_listops(const std::vector<ListOpsExample>& examples, std::string source) {
+  SequenceDataset d;
+  d.vocab_size = kListOpsVocab, d.num_classes = kListOpsClasses, d.source = std::move(source);
+  for (size_t i = 0; i < examples.size(); i++) {
+    for (int32_t t : tokenize_listops(examples[i].source, d.source))
+      d.tokens.push_back(static_cast<uint8_t>(t));
+    d.offsets.push_back(static_cast<int64_t>(d.tokens.size()));
+    d.labels.push_back(examples[i].target);
+  }
+  return d;
+}
+
+SequenceDataset from_images(const ImageDataset& images) {
+  check(images.channels == 1, images.source, ": the LRA image task reads grayscale images");
+  SequenceDataset d;
+  d.vocab_size = 256, d.num_classes = images.num_classes, d.source = images.source;
+  const int64_t n = static_cast<int64_t>(images.height) * images.width;
+  d.tokens.assign(images.pixels.begin(), images.pixels.begin() + images.count * n);
+  for (int64_t i = 0; i < images.count; i++) d.offsets.push_back((i + 1) * n);
+  d.labels.assign(images.labels.begin(), images.labels.begin() + images.count);
+  return d;
+}
+
+// Runs fn(first, count) over runs of neighbouring sequences of equal length in idx[0..n).
+template <class Fn>
+void for_equal_lengths(const SequenceDataset& d, const int64_t* idx, int64_t n, Fn&& fn) {
+  for (int64_t i = 0; i < n;) {
+    int64_t j = i + 1;
+    while (j < n && d.length(idx[j]) == d.length(idx[i])) j++;
+    fn(i, j - i);
+    i = j;
+  }
+}
+
+// Gathers sequences idx[first .. first + count) of one length into tokens [count, T], labels.
+int64_t gather(const SequenceDataset& d, const int64_t* idx, int64_t count,
+               std::vector<int32_t>& tokens, std::vector<int32_t>& labels) {
+  const int64_t T = d.length(idx[0]);
+  tokens.resize(count * T), labels.resize(count);
+  for (int64_t b = 0; b < count; b++) {
+    std::copy(d.tokens.begin() + d.offsets[idx[b]], d.tokens.begin() + d.offsets[idx[b] + 1],
+              tokens.begin() + b * T);
+    labels[b] = d.labels[idx[b]];
+  }
+  return T;
+}
+
+}  // namespace
+
+int64_t SequenceDataset::max_length() const {
+  int64_t m = 0;
+  for (int64_t i = 0; i < size(); i++) m = std::max(m, length(i));
+  return m;
+}
+
+std::vector<std::string> lra_task_names() { return {"listops", "image"}; }
+
+LraData load_lra(const std::string& task, const std::string& data_dir, int64_t train_size,
+                 uint64_t seed, const std::string& export_dir, int64_t heldout) {
+  LraData data;
+  if (task == "listops") {
+    if (!data_dir.empty()) {
+      for (auto [split, name] : {std::pair{&data.train, "basic_train.tsv"},
+                                 {&data.valid, "basic_val.tsv"},
+                                 {&data.test, "basic_test.tsv"}}) {
+        const std::string path = data_dir + "/" + name;
+        *split = from_listops(read_listops_tsv(path), path);
+      }
+      return data;
+    }
+    check(train_size > 0 && heldout > 0, "--train-size and --heldout must be positive");
+    const auto train = generate_listops(train_size, Rng::derive(seed, kListOpsTrain).next_u64());
+    const auto valid =
+        generate_listops(heldout, Rng::derive(seed, kListOpsValid).next_u64(), {}, train);
+    std::vector<ListOpsExample> seen = train;
+    seen.insert(seen.end(), valid.begin(), valid.end());
+    const auto test =
+        generate_listops(heldout, Rng::derive(seed, kListOpsTest).next_u64(), {}, seen);
+    if (!export_dir.empty()) {
+      std::filesystem::create_directories(export_dir);
+      write_listops_tsv(export_dir + "/basic_train.tsv", train);
+      write_listops_tsv(export_dir + "/basic_val.tsv", valid);
+      write_listops_tsv(export_dir + "/basic_test.tsv", test);
+    }
+    data.train = from_listops(train, "generated ListOps (seed " + std::to_string(seed) + ")");
+    data.valid = from_listops(valid, data.train.source);
+    data.test = from_listops(test, data.train.source);
+    return data;
+  }
+  if (task == "image") {
+    const std::string dir = data_dir.empty() ? default_data_dir() : data_dir;
+    ImageDataset train = load_idx_split(dir, Split::Train), test = load_idx_split(dir, Split::Test);
+    // The last 10% of the training images are the validation set.
+    ImageDataset valid = train;
+    const int64_t n_valid = train.count / 10, n = static_cast<int64_t>(train.height) * train.width;
+    valid.pixels.erase(valid.pixels.begin(), valid.pixels.begin() + (train.count - n_valid) * n);
+    valid.labels.erase(valid.labels.begin(), valid.labels.begin() + (train.count - n_valid));
+    valid.count = n_valid;
+    train.count -= n_valid;
+    data.train = from_images(train), data.valid = from_images(valid), data.test = from_images(test);
+    return data;
+  }
+  fail("unknown LRA task '", task,
+       "' (listops or image; text, retrieval and pathfinder are not in kat yet)");
+}
+
+SequenceConfig lra_config(const std::string& task, const LraData& data) {
+  SequenceConfig c;
+  c.architecture = "kat_lra_" + task;
+  c.vocab_size = data.train.vocab_size, c.num_classes = data.train.num_classes;
+  c.max_len = static_cast<int>(
+      std::max({data.train.max_length(), data.valid.max_length(), data.test.max_length()}));
+  if (task == "image") {  // LRA: 1 layer, 32 wide; 2 heads so the mixers have something to mix
+    c.embed_dim = 32, c.depth = 1, c.num_heads = 2, c.hidden = 64;
+  } else {  // LRA's ListOps model (6 x 512) scaled down to this CPU
+    c.embed_dim = 64, c.depth = 4, c.num_heads = 4, c.hidden = 128;
+  }
+  return c;
+}
+
+double lra_accuracy(SequenceClassifier& model, const SequenceDataset& d, int batch, int64_t limit) {
+  const int64_t n = limit > 0 ? std::min(limit, d.size()) : d.size();
+  std::vector<int64_t> idx(n);
+  for (int64_t i = 0; i < n; i++) idx[i] = i;
+  std::vector<int32_t> tokens, labels;
+  int64_t correct = 0;
+  const int64_t V = model.config().num_classes;
+  for (int64_t at = 0; at < n; at += batch) {
+    const int64_t m = std::min<int64_t>(batch, n - at);
+    for_equal_lengths(d, idx.data() + at, m, [&](int64_t first, int64_t count) {
+      const int64_t T = gather(d, idx.data() + at + first, count, tokens, labels);
+      model.forward(tokens.data(), nullptr, count, T);
+      const float* z = model.logits();
+      for (int64_t b = 0; b < count; b++)
+        correct += (std::max_element(z + b * V, z + (b + 1) * V) - (z + b * V)) == labels[b];
+    });
+  }
+  return static_cast<double>(correct) / static_cast<double>(n);
+}
+
+LraResult train_lra(const SequenceConfig& config, const LraData& data, const LraOptions& o,
+                    std::ostream& log) {
+  check(o.steps > 0 && o.batch > 0 && o.lr > 0 && o.eval_every > 0,
+        "--steps, --batch, --lr and --eval-every must be positive");
+  set_num_threads(o.threads);
+  SequenceClassifier model(config);
+  model.init(o.seed);
+  const std::string out = o.out_dir.empty() ? default_run_dir(config.architecture) : o.out_dir;
+  prepare_run_dir(out, o.overwrite);
+  write_file_atomic(out + "/config.json", sequence_config_to_json(config));
+  std::ofstream metrics(out + "/metrics.jsonl", std::ios::app);
+  check(metrics.good(), out, "/metrics.jsonl: cannot open for writing");
+  AdamWConfig ac;
+  ac.weight_decay = o.weight_decay;
+  AdamW opt(model.params(), ac);
+  Progress progress(log, o.progress == 1 || (o.progress == -1 && isatty(STDERR_FILENO)));
+  {
+    std::ostringstream s;
+    s << "kat: training " << config.architecture << " (" << model.params().total()
+      << " parameters, " << (config.ffn == Ffn::Kan ? "kan" : "mlp") << " feed-forward, "
+      << mixer_name(config.mixer) << " mixer) on " << data.train.size() << " sequences of "
+      << data.train.source << " (up to " << data.train.max_length() << " tokens); " << o.steps
+      << " steps of " << o.batch << ", " << num_threads() << " threads -> " << out;
+    progress.message(s.str());
+  }
+  InterruptGuard interrupt;
+  std::vector<int32_t> tokens, labels;
+  std::vector<int64_t> idx(o.batch);
+  LraResult result;
+  result.run_dir = out;
+  const double t0 = now_seconds();
+  double t_window = t0, window_loss = 0, best = -1;
+  int64_t window_steps = 0, step = 0;
+  const int64_t end = o.stop_after > 0 ? std::min(o.steps, o.stop_after) : o.steps;
+  const uint64_t n_train = static_cast<uint64_t>(data.train.size());
+  for (; step < end && !interrupt.interrupted();) {
+    Rng rng = Rng::derive(o.seed, kLraBatches, static_cast<uint64_t>(step));
+    for (int64_t& i : idx) i = static_cast<int64_t>(rng.next_u64() % n_train);
+    const float lr = schedule_lr(step, o.steps, o.warmup, o.lr, o.min_lr);
+    model.params().zero_grad();
+    double loss = 0;
+    for_equal_lengths(data.train, idx.data(), o.batch, [&](int64_t first, int64_t count) {
+      const int64_t T = gather(data.train, idx.data() + first, count, tokens, labels);
+      loss += model.forward(tokens.data(), labels.data(), count, T,
+                            static_cast<float>(count) / static_cast<float>(o.batch));
+      model.backward();
+    });
+    check(std::isfinite(loss), "the loss became ", loss, " at step ", step, " (try a lower --lr)");
+    const float grad_norm = clip_grad_norm(model.params(), o.clip);
+    opt.step(lr);
+    step++, window_loss += loss, window_steps++;
+    if (step % o.log_every == 0 || step == o.steps) {
+      const double t = now_seconds(), seq_s = window_steps * o.batch / std::max(1e-9, t - t_window);
+      std::ostringstream line;
+      line << "step " << step << "/" << o.steps << " loss " << std::fixed << std::setprecision(4)
+           << window_loss / window_steps << " " << std::setprecision(1) << seq_s << " seq/s ETA "
+           << format_duration((o.steps - step) * o.batch / std::max(1e-9, seq_s));
+      progress.step(step, o.steps, line.str());
+      metrics
+          << json{{"kind", "step"},  {"step", step},           {"loss", window_loss / window_steps},
+                  {"lr", lr},        {"grad_norm", grad_norm}, {"sequences_per_s", seq_s},
+                  {"time_s", t - t0}}
+                 .dump()
+          << "\n";
+      metrics.flush();
+      t_window = t, window_loss = 0, window_steps = 0;
+    }
+    if (step % o.eval_every == 0 || step == o.steps) {
+      const double acc = lra_accuracy(model, data.valid, o.batch, o.eval_limit);
+      const bool is_best = acc > best;
+      best = std::max(best, acc);
+      std::ostringstream s;
+      s << "step " << step << ": validation accuracy " << std::fixed << std::setprecision(2)
+        << 100 * acc << "%" << (is_best ? " (best)" : "") << ", "
+        << format_duration(now_seconds() - t0) << " elapsed";
+      progress.message(s.str());
+      metrics << json{{"kind", "eval"},
+                      {"step", step},
+                      {"valid_acc", acc},
+                      {"time_s", now_seconds() - t0}}
+                     .dump()
+              << "\n";
+      metrics.flush();
+      save_sequence_model(out + "/last", model);
+      if (is_best) save_sequence_model(out + "/best", model);
+      result.valid_accuracy = acc;
+      t_window = now_seconds();
+    }
+  }
+  if (step < o.steps) {
+    save_sequence_model(out + "/last", model);
+    progress.message(std::string(interrupt.interrupted() ? "interrupted" : "stopped") + ": saved " +
+                     out + "/last at step " + std::to_string(step));
+  }
+  result.steps = step;
+  result.train_seconds = now_seconds() - t0;
+  result.test_accuracy = lra_accuracy(model, data.test, o.batch);
+  metrics << json{{"kind", "test"}, {"step", step}, {"test_acc", result.test_accuracy}}.dump()
+          << "\n";
+  return result;
+}
+
+}  // namespace kat

@@ -1,0 +1,54 @@
+// `kat lra`: a short ListOps run end to end, LRA's TSV files in and out, and bad input.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "cli.h"
+#include "kat/files.h"
+#include "kat/listops.h"
+
+namespace kat {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using testing::run_kat;
+using testing::TempDir;
+
+void expect_one_line_error(const testing::RunResult& r, const std::string& what) {
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("kat: error: ")) << r.output;
+  EXPECT_THAT(r.output, HasSubstr(what)) << r.output;
+  EXPECT_THAT(r.output, Not(HasSubstr("terminate called"))) << r.output;
+}
+
+TEST(LraCli, ListOpsRunsExportsAndReadsItsOwnFiles) {
+  TempDir dir("cli-lra");
+  const std::string common =
+      " --train-size 40 --heldout 12 --steps 4 --batch 4 --eval-every 2 --eval-limit 8 --threads 2 "
+      "--progress lines --mixer linear";
+  auto r = run_kat("lra listops --out " + (dir / "gen") + " --export " + (dir / "tsv") + common);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("test accuracy"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "gen/best/model.safetensors"));
+  const auto train = read_listops_tsv(dir / "tsv/basic_train.tsv");
+  EXPECT_EQ(train.size(), 40u);
+  for (const auto& e : train) EXPECT_EQ(evaluate_listops(e.source), e.target);
+  EXPECT_EQ(read_listops_tsv(dir / "tsv/basic_test.tsv").size(), 12u);
+  r = run_kat("lra listops --data " + (dir / "tsv") + " --out " + (dir / "read") + common);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("basic_train.tsv"));
+}
+
+TEST(LraCli, BadInputIsOneClearError) {
+  TempDir dir("cli-lra-bad");
+  expect_one_line_error(run_kat("lra pathx"), "pathx");
+  expect_one_line_error(run_kat("lra listops --data " + (dir / "none")), "basic_train.tsv");
+  expect_one_line_error(run_kat("lra listops --train-size 8 --heldout 4 --mixer local"), "window");
+  write_file_atomic(dir / "basic_train.tsv", "Source\tTarget\n[MAX 1 2 ]\t2\n[MIN 3 ]\tx\n");
+  expect_one_line_error(run_kat("lra listops --data " + dir.str()), "basic_train.tsv:3");
+}
+
+}  // namespace
+}  // namespace kat
