@@ -5,7 +5,6 @@
 #include <cstring>
 
 #include "kat/error.h"
-#include "kat/grkan.h"
 #include "kat/kernels.h"
 #include "kat/lm.h"
 #include "kat/parallel.h"
@@ -77,32 +76,14 @@ void CausalLM::init(uint64_t seed) {
     float* v = params_.value(i);
     std::fill(v, v + params_.specs()[i].size, value);
   };
-  auto fill_rational = [&](int num, int den, const RationalCoefs& k) {
-    for (int i = 0; i < 6; i++) params_.value(num)[i] = static_cast<float>(k.num[i]);
-    for (int g = 0; g < c.rational_groups; g++)
-      for (int i = 0; i < 4; i++) params_.value(den)[g * 4 + i] = static_cast<float>(k.den[i]);
-  };
-  const float residual = 1.0f / std::sqrt(2.0f * c.depth);  // GPT-2's scaled residual init
-  RationalCoefs act1, act2;
-  float fc_std = 0.02f, proj_std = 0.02f;
-  if (c.ffn == Ffn::Kan) {  // variance-preserving, as the classifiers (paper S3)
-    act1 = rational_init("identity"), act2 = rational_init(c.act_init);
-    fc_std = static_cast<float>(std::sqrt(1.0 / rational_second_moment(act1) / c.embed_dim));
-    proj_std = static_cast<float>(std::sqrt(1.0 / rational_second_moment(act2) / c.hidden));
-  }
+  // GPT-2's init with the residual projections scaled by 1/sqrt(2 depth); KAN's feed-forward
+  // variance-preserving.
+  const float residual = 1.0f / std::sqrt(2.0f * c.depth);
+  BlockInitStd std = TransformerBlock::feed_forward_std(s.blocks[0].shape(), c.act_init);
+  std.proj *= residual, std.fc2 *= residual;
   fill_normal(s.wte, 0.02f);
   if (s.wpe >= 0) fill_normal(s.wpe, 0.02f);
-  for (const TransformerBlock& b : s.blocks) {
-    fill(b.norm1_w, 1), fill(b.norm1_b, 0), fill(b.norm2_w, 1), fill(b.norm2_b, 0);
-    fill_normal(b.qkv_w, 0.02f), fill(b.qkv_b, 0);
-    fill_normal(b.proj_w, 0.02f * residual), fill(b.proj_b, 0);
-    fill_normal(b.fc1_w, fc_std), fill(b.fc1_b, 0);
-    fill_normal(b.fc2_w, proj_std * residual), fill(b.fc2_b, 0);
-    if (c.ffn == Ffn::Kan) {
-      fill_rational(b.act1_num, b.act1_den, act1);
-      fill_rational(b.act2_num, b.act2_den, act2);
-    }
-  }
+  for (const TransformerBlock& b : s.blocks) b.init(params_, rng, std, false, c.act_init);
   fill(s.lnf_w, 1), fill(s.lnf_b, 0);
   if (s.lm_head >= 0) fill_normal(s.lm_head, 0.02f);
 }

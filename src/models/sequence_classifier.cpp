@@ -7,7 +7,6 @@
 #include "kat/checkpoint.h"
 #include "kat/error.h"
 #include "kat/files.h"
-#include "kat/grkan.h"
 #include "kat/kernels.h"
 #include "kat/parallel.h"
 #include "kat/rng.h"
@@ -143,26 +142,9 @@ void SequenceClassifier::init(uint64_t seed) {
   auto fill = [&](int i, float value) {
     std::fill(params_.value(i), params_.value(i) + params_.specs()[i].size, value);
   };
-  RationalCoefs act1, act2;
-  float fc1_std = 0.02f, fc2_std = 0.02f;
-  if (c.ffn == Ffn::Kan) {  // variance-preserving, as the image classifiers
-    act1 = rational_init("identity"), act2 = rational_init(c.act_init);
-    fc1_std = static_cast<float>(std::sqrt(1.0 / rational_second_moment(act1) / c.embed_dim));
-    fc2_std = static_cast<float>(std::sqrt(1.0 / rational_second_moment(act2) / c.hidden));
-  }
   normal(s.embed, 0.02f), normal(s.pos, 0.02f);
-  for (const TransformerBlock& b : s.blocks) {
-    fill(b.norm1_w, 1), fill(b.norm1_b, 0), fill(b.norm2_w, 1), fill(b.norm2_b, 0);
-    normal(b.qkv_w, 0.02f), fill(b.qkv_b, 0), normal(b.proj_w, 0.02f), fill(b.proj_b, 0);
-    normal(b.fc1_w, fc1_std), fill(b.fc1_b, 0), normal(b.fc2_w, fc2_std), fill(b.fc2_b, 0);
-    if (c.ffn == Ffn::Kan)
-      for (auto [num, den, k] :
-           {std::tuple{b.act1_num, b.act1_den, act1}, std::tuple{b.act2_num, b.act2_den, act2}}) {
-        for (int i = 0; i < 6; i++) params_.value(num)[i] = static_cast<float>(k.num[i]);
-        for (int g = 0; g < c.rational_groups; g++)
-          for (int i = 0; i < 4; i++) params_.value(den)[g * 4 + i] = static_cast<float>(k.den[i]);
-      }
-  }
+  const BlockInitStd std = TransformerBlock::feed_forward_std(s.blocks[0].shape(), c.act_init);
+  for (const TransformerBlock& b : s.blocks) b.init(params_, rng, std, true, c.act_init);
   fill(s.norm_w, 1), fill(s.norm_b, 0), normal(s.head_w, 0.02f), fill(s.head_b, 0);
 }
 

@@ -4,7 +4,6 @@
 #include <cstring>
 
 #include "kat/error.h"
-#include "kat/grkan.h"
 #include "kat/kernels.h"
 #include "kat/model.h"
 #include "kat/parallel.h"
@@ -78,11 +77,6 @@ void VisionTransformer::init(uint64_t seed) {
     float* v = params_.value(i);
     std::fill(v, v + params_.specs()[i].size, value);
   };
-  auto fill_rational = [&](int num, int den, const RationalCoefs& k) {
-    for (int i = 0; i < 6; i++) params_.value(num)[i] = static_cast<float>(k.num[i]);
-    for (int gi = 0; gi < c.rational_groups; gi++)
-      for (int i = 0; i < 4; i++) params_.value(den)[gi * 4 + i] = static_cast<float>(k.den[i]);
-  };
   fill_normal(a.cls_token, 1e-6f, false);
   fill_normal(a.pos_embed, 0.02f, true);
   {  // patch embedding: PyTorch's Conv2d default, U(-1/sqrt(fan_in), 1/sqrt(fan_in))
@@ -93,26 +87,8 @@ void VisionTransformer::init(uint64_t seed) {
       for (int64_t k = 0; k < params_.specs()[i].size; k++) v[k] = (2 * rng.uniform() - 1) * bound;
     }
   }
-  RationalCoefs act1, act2;
-  float fc1_std = 0.02f, fc2_std = 0.02f;
-  if (c.ffn == Ffn::Kan) {
-    // Variance-preserving init (paper S3): Var(W) = gain^2 / fan_in, gain^2 = 1 / E[F(x)^2].
-    act1 = rational_init("identity");
-    act2 = rational_init(c.act_init);
-    fc1_std = static_cast<float>(std::sqrt(1.0 / rational_second_moment(act1) / c.embed_dim));
-    fc2_std = static_cast<float>(std::sqrt(1.0 / rational_second_moment(act2) / c.hidden()));
-  }
-  for (const TransformerBlock& b : a.blocks) {
-    fill(b.norm1_w, 1), fill(b.norm1_b, 0), fill(b.norm2_w, 1), fill(b.norm2_b, 0);
-    fill_normal(b.qkv_w, 0.02f, true), fill(b.qkv_b, 0);
-    fill_normal(b.proj_w, 0.02f, true), fill(b.proj_b, 0);
-    fill_normal(b.fc1_w, fc1_std, true), fill(b.fc1_b, 0);
-    fill_normal(b.fc2_w, fc2_std, true), fill(b.fc2_b, 0);
-    if (c.ffn == Ffn::Kan) {
-      fill_rational(b.act1_num, b.act1_den, act1);
-      fill_rational(b.act2_num, b.act2_den, act2);
-    }
-  }
+  const BlockInitStd std = TransformerBlock::feed_forward_std(a.blocks[0].shape(), c.act_init);
+  for (const TransformerBlock& b : a.blocks) b.init(params_, rng, std, true, c.act_init);
   fill(a.norm_w, 1), fill(a.norm_b, 0);
   fill_normal(a.head_w, 0.02f, true), fill(a.head_b, 0);
 }

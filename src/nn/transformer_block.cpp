@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 #include <utility>
 
+#include "kat/grkan.h"
 #include "kat/kernels.h"
 
 namespace kat {
@@ -139,6 +141,42 @@ void TransformerBlock::backward(Params& p, float* dres, const float* x, const Bl
                   false);
   layernorm_backward(dres, p.grad(norm1_w), p.grad(norm1_b), w.dln, x, a.ln1_mean, a.ln1_rstd,
                      p.value(norm1_w), BT, d);
+}
+
+void TransformerBlock::init(Params& p, Rng& rng, const BlockInitStd& std, bool truncate,
+                            const std::string& act_init) const {
+  auto fill = [&](int i, float value) {
+    std::fill(p.value(i), p.value(i) + p.specs()[i].size, value);
+  };
+  auto normal = [&](int i, float s) {
+    float* v = p.value(i);
+    for (int64_t k = 0; k < p.specs()[i].size; k++)
+      v[k] = truncate ? rng.trunc_normal(s, -2.0f, 2.0f) : rng.normal() * s;
+  };
+  fill(norm1_w, 1), fill(norm1_b, 0), fill(norm2_w, 1), fill(norm2_b, 0);
+  normal(qkv_w, std.qkv), fill(qkv_b, 0);
+  normal(proj_w, std.proj), fill(proj_b, 0);
+  normal(fc1_w, std.fc1), fill(fc1_b, 0);
+  normal(fc2_w, std.fc2), fill(fc2_b, 0);
+  if (shape_.ffn != Ffn::Kan) return;
+  for (auto [num, den, mode] : {std::tuple{act1_num, act1_den, std::string("identity")},
+                                std::tuple{act2_num, act2_den, act_init}}) {
+    const RationalCoefs k = rational_init(mode);
+    for (int i = 0; i < 6; i++) p.value(num)[i] = static_cast<float>(k.num[i]);
+    for (int g = 0; g < shape_.groups; g++)
+      for (int i = 0; i < 4; i++) p.value(den)[g * 4 + i] = static_cast<float>(k.den[i]);
+  }
+}
+
+BlockInitStd TransformerBlock::feed_forward_std(const BlockShape& s, const std::string& act_init) {
+  BlockInitStd std;
+  if (s.ffn == Ffn::Kan) {
+    std.fc1 = static_cast<float>(
+        std::sqrt(1.0 / rational_second_moment(rational_init("identity")) / s.dim));
+    std.fc2 = static_cast<float>(
+        std::sqrt(1.0 / rational_second_moment(rational_init(act_init)) / s.hidden));
+  }
+  return std;
 }
 
 int64_t TransformerBlock::mixer_scratch_floats(int64_t T) const {

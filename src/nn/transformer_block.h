@@ -10,6 +10,7 @@
 #include "kat/config.h"
 #include "kat/kernels.h"
 #include "kat/params.h"
+#include "kat/rng.h"
 
 namespace kat {
 
@@ -22,6 +23,11 @@ inline constexpr BlockNames kTimmBlockNames{"norm1", "attn.qkv", "attn.proj",
                                             "norm2", "mlp.fc1",  "mlp.fc2"};
 inline constexpr BlockNames kGpt2BlockNames{"ln_1", "attn.c_attn", "attn.c_proj",
                                             "ln_2", "mlp.c_fc",    "mlp.c_proj"};
+
+// Standard deviations of the block's four weight matrices at init.
+struct BlockInitStd {
+  float qkv = 0.02f, proj = 0.02f, fc1 = 0.02f, fc2 = 0.02f;
+};
 
 struct BlockShape {
   int64_t dim = 0, hidden = 0, heads = 0;
@@ -82,6 +88,15 @@ class TransformerBlock {
     take(w.datty, rows * s.dim), take(w.da1, rows * s.dim), take(w.dh, rows * s.hidden);
     take(w.da2, rows * s.hidden), take(w.attn_scratch, attn_scratch);
   }
+
+  // Norms 1 and 0, biases 0, the weight matrices N(0, std^2) in the order qkv, proj, fc1, fc2
+  // (cut to [-2, 2] when `truncate`, as timm's trunc_normal_), the rationals act1 = identity and
+  // act2 = act_init.
+  void init(Params& p, Rng& rng, const BlockInitStd& std, bool truncate,
+            const std::string& act_init) const;
+  // The variance-preserving std of fc1 and fc2 after the rationals (KAT paper S3):
+  // sqrt(1 / E[F(x)^2] / fan_in); 0.02 for the GELU MLP.
+  static BlockInitStd feed_forward_std(const BlockShape& shape, const std::string& act_init);
 
   // Scratch floats the token mixer needs for sequences of up to T tokens.
   int64_t mixer_scratch_floats(int64_t T) const;
