@@ -9,6 +9,7 @@
 #include "kat/lm.h"
 #include "kat/parallel.h"
 #include "kat/rng.h"
+#include "nn/buffer_plan.h"
 #include "nn/transformer_block.h"
 
 namespace kat {
@@ -94,8 +95,7 @@ void CausalLM::plan(int64_t B, int64_t T) {
   if (s.rows >= rows && s.threads >= num_threads()) return;
   const LmConfig& c = config_;
   const int64_t d = c.embed_dim, V = c.vocab_size;
-  std::vector<std::pair<float**, int64_t>> fields;
-  auto take = [&](float*& p, int64_t n) { fields.push_back({&p, n}); };
+  BufferPlan take;
   take(s.x0, rows * d);
   s.layers.assign(c.depth, BlockActs{});
   for (int l = 0; l < c.depth; l++) s.blocks[l].plan_acts(take, s.layers[l], rows, false);
@@ -104,11 +104,7 @@ void CausalLM::plan(int64_t B, int64_t T) {
   take(s.dres, rows * d), take(s.dlnf, rows * d), take(s.dlogits, rows * V);
   TransformerBlock::plan_work(take, s.work, rows, s.blocks[0].shape(),
                               s.blocks[0].mixer_scratch_floats(c.context));
-  int64_t total = 0;
-  for (auto& f : fields) total += f.second;
-  s.buf.assign(total, 0.0f);
-  int64_t off = 0;
-  for (auto& f : fields) *f.first = s.buf.data() + off, off += f.second;
+  take.allocate(s.buf);
   s.rows = rows;
   s.threads = num_threads();
 }

@@ -11,6 +11,7 @@
 #include "kat/parallel.h"
 #include "kat/rng.h"
 #include "kat/sequence.h"
+#include "nn/buffer_plan.h"
 #include "nn/transformer_block.h"
 
 namespace kat {
@@ -155,8 +156,7 @@ void SequenceClassifier::plan(int64_t B, int64_t T) {
   const SequenceConfig& c = config_;
   const int64_t d = c.embed_dim, V = c.num_classes;
   const int64_t R = std::max(rows, s.rows), Bc = std::max(B, s.batch_cap);
-  std::vector<std::pair<float**, int64_t>> fields;
-  auto take = [&](float*& p, int64_t n) { fields.push_back({&p, n}); };
+  BufferPlan take;
   take(s.x0, R * d);
   s.layers.assign(c.depth, BlockActs{});
   for (int l = 0; l < c.depth; l++) s.blocks[l].plan_acts(take, s.layers[l], R, false);
@@ -165,11 +165,7 @@ void SequenceClassifier::plan(int64_t B, int64_t T) {
   take(s.dres, R * d), take(s.dln, Bc * d), take(s.dpooled, Bc * d), take(s.dlogits, Bc * V);
   TransformerBlock::plan_work(take, s.work, R, s.blocks[0].shape(),
                               s.blocks[0].mixer_scratch_floats(c.max_len));
-  int64_t total = 0;
-  for (auto& f : fields) total += f.second;
-  s.buf.assign(total, 0.0f);
-  int64_t off = 0;
-  for (auto& f : fields) *f.first = s.buf.data() + off, off += f.second;
+  take.allocate(s.buf);
   s.rows = R, s.batch_cap = Bc, s.threads = num_threads();
 }
 

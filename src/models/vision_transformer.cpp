@@ -8,6 +8,7 @@
 #include "kat/model.h"
 #include "kat/parallel.h"
 #include "kat/rng.h"
+#include "nn/buffer_plan.h"
 #include "nn/transformer_block.h"
 
 namespace kat {
@@ -101,9 +102,7 @@ void VisionTransformer::plan(int64_t B) {
   const int64_t V = c.num_classes, BT = B * T;
   const int64_t cpp = static_cast<int64_t>(c.in_chans) * c.patch_size * c.patch_size;
   const bool masks = c.drop_rate > 0 || c.drop_path_rate > 0;
-  // Two passes over the same layout: the first counts, the second points into the buffer.
-  std::vector<std::pair<float**, int64_t>> fields;
-  auto take = [&](float*& p, int64_t n) { fields.push_back({&p, n}); };
+  BufferPlan take;
   take(a.patches, B * N * cpp), take(a.pe, B * N * d), take(a.x0, BT * d);
   a.layers.assign(c.depth, BlockActs{});
   for (int l = 0; l < c.depth; l++) a.blocks[l].plan_acts(take, a.layers[l], BT, masks);
@@ -113,11 +112,7 @@ void VisionTransformer::plan(int64_t B) {
   take(a.dpe, B * N * d);
   TransformerBlock::plan_work(take, a.work, BT, a.blocks[0].shape(),
                               a.blocks[0].mixer_scratch_floats(T));
-  int64_t total = 0;
-  for (auto& f : fields) total += f.second;
-  a.buf.assign(total, 0.0f);
-  int64_t off = 0;
-  for (auto& f : fields) *f.first = a.buf.data() + off, off += f.second;
+  take.allocate(a.buf);
   a.B = B;
   a.threads = num_threads();
 }
