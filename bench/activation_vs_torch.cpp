@@ -96,11 +96,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  kat::use_short_openmp_spin(argv);
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "activation_vs_torch: error: %s\n", e.what());
-    return 1;
-  }
+  return kat::bench::run_main(argc, argv, "activation_vs_torch", run);
 }

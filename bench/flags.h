@@ -52,11 +52,10 @@ class Flags {
       if (const auto s = switches_.find(a); s != switches_.end()) {
         s->second();
       } else if (const auto v = valued_.find(a); v != valued_.end()) {
-        check(i + 1 < argc, program_, ": ", a, " needs a value");
+        check(i + 1 < argc, a, " needs a value");
         v->second(argv[++i]);
       } else {
-        fail(program_, ": unknown option ", a, " (see the comment at the top of bench/", program_,
-             ".cpp)");
+        fail("unknown option ", a, " (see the comment at the top of bench/", program_, ".cpp)");
       }
     }
   }

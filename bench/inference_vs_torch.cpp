@@ -157,11 +157,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  kat::use_short_openmp_spin(argv);  // as the kat command runs
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "inference_vs_torch: error: %s\n", e.what());
-    return 1;
-  }
+  return kat::bench::run_main(argc, argv, "inference_vs_torch", run);
 }

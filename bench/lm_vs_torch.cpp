@@ -236,12 +236,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  kat::use_short_openmp_spin(argv);
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "lm_vs_torch: error: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return kat::bench::run_main(argc, argv, "lm_vs_torch", run); }

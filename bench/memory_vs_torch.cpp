@@ -183,12 +183,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  kat::use_short_openmp_spin(argv);  // as the kat command runs
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "memory_vs_torch: error: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return kat::bench::run_main(argc, argv, "memory_vs_torch", run); }

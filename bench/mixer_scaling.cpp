@@ -139,12 +139,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  kat::use_short_openmp_spin(argv);
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "mixer_scaling: error: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return kat::bench::run_main(argc, argv, "mixer_scaling", run); }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kat/error.h"
+#include "kat/parallel.h"
 
 namespace kat::bench {
 
@@ -35,6 +36,19 @@ inline nlohmann::json run_torch_peer(const std::string& args) {
   return run_json_command("/usr/bin/python3 " KAT_TOOLS_DIR "/torch_peer.py " + args,
                           "the PyTorch peer failed (is python3-torch installed? scripts/setup "
                           "--tools)");
+}
+
+// The main() of a benchmark program: re-executes with a short OpenMP spin (as the kat command
+// runs), then runs `run`, turning an error into one "<program>: error:" line and exit status 1.
+template <class Run>
+int run_main(int argc, char** argv, const char* program, Run&& run) {
+  use_short_openmp_spin(argv);
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+    return 1;
+  }
 }
 
 }  // namespace kat::bench

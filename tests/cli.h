@@ -1,8 +1,11 @@
 // Running the `kat` binary from tests, and scratch directories.
 #pragma once
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -25,6 +28,20 @@ inline RunResult run_kat(const std::string& args) {
   const int st = pclose(p);
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   return r;
+}
+
+// The output holds exactly one "kat: error:" line, it mentions `what`, and the exit is non-zero.
+inline void expect_one_line_error(const RunResult& r, const std::string& what) {
+  using ::testing::HasSubstr;
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("kat: error: ")) << r.output;
+  EXPECT_THAT(r.output, HasSubstr(what)) << r.output;
+  const size_t at = r.output.find("kat: error: ");
+  if (at != std::string::npos) {
+    const std::string rest = r.output.substr(at);
+    EXPECT_LE(std::count(rest.begin(), rest.end(), '\n'), 1) << "multi-line error:\n" << r.output;
+  }
+  EXPECT_THAT(r.output, ::testing::Not(HasSubstr("terminate called"))) << r.output;
 }
 
 // A fresh directory under the system temp dir, removed when the object goes.

@@ -17,6 +17,7 @@ namespace kat {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::expect_one_line_error;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using testing::run_kat;
@@ -38,19 +39,6 @@ bool have_fmnist() {
   if (!have_fmnist())                                                                          \
   GTEST_SKIP() << "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or " \
                   "run scripts/test, which does)"
-
-// The output holds exactly one error line, and it mentions `what`.
-void expect_one_line_error(const testing::RunResult& r, const std::string& what) {
-  EXPECT_NE(r.status, 0) << r.output;
-  EXPECT_THAT(r.output, HasSubstr("kat: error: ")) << r.output;
-  EXPECT_THAT(r.output, HasSubstr(what)) << r.output;
-  const size_t at = r.output.find("kat: error: ");
-  if (at != std::string::npos) {
-    const std::string rest = r.output.substr(at);
-    EXPECT_LE(std::count(rest.begin(), rest.end(), '\n'), 1) << "multi-line error:\n" << r.output;
-  }
-  EXPECT_THAT(r.output, Not(HasSubstr("terminate called"))) << r.output;
-}
 
 std::string write_config(const TempDir& dir, const std::string& name, const std::string& text) {
   const std::string path = dir / name;

@@ -11,6 +11,7 @@
 namespace kat {
 namespace {
 
+using testing::expect_one_line_error;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using testing::run_kat;
@@ -32,13 +33,6 @@ std::string sample_text() {
     s += (i % 7 == 6) ? ".\n" : " ";
   }
   return s;
-}
-
-void expect_one_line_error(const testing::RunResult& r, const std::string& what) {
-  EXPECT_NE(r.status, 0) << r.output;
-  EXPECT_THAT(r.output, HasSubstr("kat: error: ")) << r.output;
-  EXPECT_THAT(r.output, HasSubstr(what)) << r.output;
-  EXPECT_THAT(r.output, Not(HasSubstr("terminate called"))) << r.output;
 }
 
 class LmCliTest : public ::testing::Test {

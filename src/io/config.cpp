@@ -201,14 +201,7 @@ ModelConfig config_from_json(const std::string& text, const std::string& origin)
     const json& k = j["kat"];
     check_keys(k, {"ffn", "act_init", "class_names", "layernorm_eps", "mixer", "window"}, "kat",
                origin);
-    if (k.contains("mixer")) c.mixer = parse_mixer(get<std::string>(k, "mixer", origin));
-    if (k.contains("window")) c.window = get<int>(k, "window", origin);
-    if (k.contains("ffn")) {
-      const auto f = get<std::string>(k, "ffn", origin);
-      check(f == "kan" || f == "mlp", origin, ": kat.ffn must be \"kan\" or \"mlp\", not \"", f,
-            "\"");
-      c.ffn = f == "kan" ? Ffn::Kan : Ffn::Mlp;
-    }
+    json_fields::read_ffn_and_mixer(k, c.ffn, c.mixer, c.window, origin);
     if (k.contains("act_init")) c.act_init = get<std::string>(k, "act_init", origin);
     if (k.contains("class_names"))
       c.class_names = get<std::vector<std::string>>(k, "class_names", origin);

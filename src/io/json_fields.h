@@ -5,6 +5,7 @@
 #include <set>
 #include <string>
 
+#include "kat/config.h"
 #include "kat/error.h"
 
 namespace kat::json_fields {
@@ -25,6 +26,19 @@ T get(const json& j, const char* key, const std::string& origin) {
   } catch (const json::exception&) {
     fail(origin, ": '", key, "' has the wrong type");
   }
+}
+
+// The "kat" keys every model config shares: ffn ("kan" or "mlp"), mixer and window.
+inline void read_ffn_and_mixer(const json& k, Ffn& ffn, Mixer& mixer, int& window,
+                               const std::string& origin) {
+  if (k.contains("ffn")) {
+    const auto f = get<std::string>(k, "ffn", origin);
+    check(f == "kan" || f == "mlp", origin, ": kat.ffn must be \"kan\" or \"mlp\", not \"", f,
+          "\"");
+    ffn = f == "kan" ? Ffn::Kan : Ffn::Mlp;
+  }
+  if (k.contains("mixer")) mixer = parse_mixer(get<std::string>(k, "mixer", origin));
+  if (k.contains("window")) window = get<int>(k, "window", origin);
 }
 
 // "--config X": a path when it has a '/' or ends in .json, else a name.

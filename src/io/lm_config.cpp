@@ -83,14 +83,7 @@ LmConfig lm_config_from_json(const std::string& text, const std::string& origin)
     check_keys(k,
                {"ffn", "rational_groups", "act_init", "positions", "rope_theta", "mixer", "window"},
                "kat", origin);
-    if (k.contains("mixer")) c.mixer = parse_mixer(get<std::string>(k, "mixer", origin));
-    if (k.contains("window")) c.window = get<int>(k, "window", origin);
-    if (k.contains("ffn")) {
-      const auto f = get<std::string>(k, "ffn", origin);
-      check(f == "kan" || f == "mlp", origin, ": kat.ffn must be \"kan\" or \"mlp\", not \"", f,
-            "\"");
-      c.ffn = f == "kan" ? Ffn::Kan : Ffn::Mlp;
-    }
+    json_fields::read_ffn_and_mixer(k, c.ffn, c.mixer, c.window, origin);
     take_int(k, "rational_groups", c.rational_groups);
     if (k.contains("act_init")) c.act_init = get<std::string>(k, "act_init", origin);
     if (k.contains("positions")) {

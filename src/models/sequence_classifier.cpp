@@ -70,14 +70,7 @@ SequenceConfig sequence_config_from_json(const std::string& text, const std::str
     const nlohmann::json& k = j["kat"];
     check_keys(k, {"ffn", "mixer", "window", "rational_groups", "act_init", "layernorm_eps"}, "kat",
                origin);
-    if (k.contains("ffn")) {
-      const auto f = get<std::string>(k, "ffn", origin);
-      check(f == "kan" || f == "mlp", origin, ": kat.ffn must be \"kan\" or \"mlp\", not \"", f,
-            "\"");
-      c.ffn = f == "kan" ? Ffn::Kan : Ffn::Mlp;
-    }
-    if (k.contains("mixer")) c.mixer = parse_mixer(get<std::string>(k, "mixer", origin));
-    if (k.contains("window")) c.window = get<int>(k, "window", origin);
+    json_fields::read_ffn_and_mixer(k, c.ffn, c.mixer, c.window, origin);
     if (k.contains("rational_groups")) c.rational_groups = get<int>(k, "rational_groups", origin);
     if (k.contains("act_init")) c.act_init = get<std::string>(k, "act_init", origin);
     if (k.contains("layernorm_eps")) c.layernorm_eps = get<float>(k, "layernorm_eps", origin);

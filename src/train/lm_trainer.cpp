@@ -272,7 +272,8 @@ int32_t sample_token(const float* logits, int64_t V, const SamplingOptions& s, R
   const float mx = logits[argmax];
   double sum = 0;
   for (int64_t v = 0; v < V; v++) sum += p[v] = std::exp((logits[v] - mx) / s.temperature);
-  std::vector<int32_t> order(V);  // tokens by probability, when a cut-off needs them
+  thread_local std::vector<int32_t> order;  // tokens by probability; kept between calls
+  order.resize(V);
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return p[a] > p[b]; });
   int64_t keep = s.top_k > 0 ? std::min<int64_t>(s.top_k, V) : V;
