@@ -40,6 +40,13 @@ class Flags {
         dst.push_back(static_cast<T>(whole(name, item)));
     });
   }
+  Flags& add(const std::string& name, std::vector<std::string>& dst) {
+    return valued(name, [&dst](const std::string& v) {
+      dst.clear();
+      std::stringstream s(v);
+      for (std::string item; std::getline(s, item, ',');) dst.push_back(item);
+    });
+  }
   // A switch: `--name` stores `value`.
   Flags& add(const std::string& name, bool& dst, bool value) {
     switches_[name] = [&dst, value] { dst = value; };

@@ -2,16 +2,19 @@
 //
 //   build/mixer_scaling [--lengths 1024,2048,4096,8192,16384] [--dim 256] [--heads 4]
 //                       [--window 256] [--causal] [--runs 3] [--threads 2] [--svg FILE]
+//                       [--mixers softmax,local,linear,gla,combiner]
 //
 // Batch 1, every mixer (softmax: exact tiled attention; local: softmax over a sliding window;
-// linear: elu+1 linear attention), each length in a fresh child process so its peak resident
-// memory (ru_maxrss) is its own. Prints the median time of `runs` forward + backward passes (more,
-// up to 200, until they add up to half a second, since short passes are noisy here), the
-// peak, the time ratio to the shortest length, and writes a log-log plot of the times (--svg).
+// linear: elu+1 linear attention; gla: gated linear attention, the gates given; combiner:
+// Combiner-Fixed with spans of ceil(sqrt(L))), each length in a fresh child process so its peak
+// resident memory (ru_maxrss) is its own. Prints the median time of `runs` forward + backward
+// passes (more, up to 200, until they add up to half a second, since short passes are noisy here),
+// the peak, the time ratio to the shortest length, and writes a log-log plot of the times (--svg).
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -39,6 +42,7 @@ struct Options {
   int runs = 3, threads = 2;
   bool causal = false, child = false;
   std::string mixer, svg;
+  std::vector<std::string> mixers{"softmax", "local", "linear", "gla", "combiner"};
 };
 
 // --child: `runs` forward + backward passes of one mixer at one length; one JSON line.
@@ -49,8 +53,17 @@ int run_child(const Options& o) {
   std::vector<float> qkv(T * 3 * C), dout(T * C), out(T * C), dqkv(T * 3 * C), lse(H * T);
   for (float& x : qkv) x = rng.normal();
   for (float& x : dout) x = rng.normal();
-  std::vector<float> scratch(m == Mixer::Linear ? linear_attention_scratch_floats(T, C, H)
-                                                : attention_scratch_floats());
+  std::vector<float> g, dg;  // gla's log decays, drawn around its init (logsigmoid(z) / 16)
+  if (m == Mixer::Gla) {
+    g.resize(T * C), dg.resize(T * C);
+    for (float& x : g) x = -std::log1p(std::exp(-rng.normal())) / 16.0f;
+  }
+  const int64_t span = mixer_window(m, 0, T);
+  int64_t scratch_floats = attention_scratch_floats();
+  if (m == Mixer::Linear) scratch_floats = linear_attention_scratch_floats(T, C, H);
+  if (m == Mixer::Gla) scratch_floats = gla_scratch_floats(T, C, H);
+  if (m == Mixer::Combiner) scratch_floats = combiner_scratch_floats(T, C, H, span);
+  std::vector<float> scratch(scratch_floats);
   const AttentionMask mask(o.causal, m == Mixer::Local ? o.window : 0);
   std::vector<double> times;  // at least `runs` passes and half a second: short ones are noisy
   double total_ms = 0;
@@ -60,6 +73,15 @@ int run_child(const Options& o) {
       linear_attention_forward(out.data(), scratch.data(), qkv.data(), 1, T, C, H, o.causal);
       linear_attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), qkv.data(), 1,
                                 T, C, H, o.causal, false);
+    } else if (m == Mixer::Gla) {
+      gla_forward(out.data(), scratch.data(), qkv.data(), g.data(), 1, T, C, H, o.causal);
+      gla_backward(dqkv.data(), dg.data(), scratch.data(), dout.data(), qkv.data(), g.data(), 1, T,
+                   C, H, o.causal, false);
+    } else if (m == Mixer::Combiner) {
+      combiner_forward(out.data(), lse.data(), scratch.data(), qkv.data(), 1, T, C, H, span,
+                       o.causal);
+      combiner_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), qkv.data(),
+                        lse.data(), 1, T, C, H, span, o.causal, false);
     } else {
       attention_forward(out.data(), lse.data(), scratch.data(), qkv.data(), 1, T, C, H, mask);
       attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), qkv.data(),
@@ -90,6 +112,7 @@ Options parse(int argc, char** argv) {
       .add("--child", o.child, true)
       .add("--mixer", o.mixer)
       .add("--length", o.length)
+      .add("--mixers", o.mixers)
       .parse(argc, argv, 1);
   check(o.dim % o.heads == 0, "--dim must be divisible by --heads");
   return o;
@@ -107,7 +130,8 @@ int run(int argc, char** argv) {
       o.causal ? "causal" : "bidirectional", o.threads, o.runs);
   std::printf("%-8s %8s %12s %12s %12s\n", "mixer", "L", "ms", "peak MiB", "time / L0");
   std::vector<Series> series;
-  for (Mixer m : {Mixer::Softmax, Mixer::Local, Mixer::Linear}) {
+  for (const std::string& name : o.mixers) {
+    const Mixer m = parse_mixer(name);
     Series s;
     s.name = mixer_name(m);
     if (m == Mixer::Local) s.name += " (W " + std::to_string(o.window) + ")";

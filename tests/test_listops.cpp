@@ -59,6 +59,11 @@ TEST(ListOps, DefaultRulesGiveLraLengths) {
   for (const auto& x : e) {
     EXPECT_GT(lra_length(x.source), 500);
     EXPECT_LT(lra_length(x.source), 2000);
+    // The model sees exactly LRA's length, the root operator first.
+    const auto ids = tokenize_listops(x.source, "generated");
+    EXPECT_EQ(static_cast<int64_t>(ids.size()), lra_length(x.source));
+    EXPECT_GE(ids[0], 11);
+    EXPECT_LE(ids[0], 14);
   }
 }
 
@@ -75,7 +80,7 @@ TEST(ListOps, TsvRoundTripsAndBadFilesNameTheLine) {
     EXPECT_EQ(back[i].target, e[i].target);
   }
   const auto ids = tokenize_listops("( [SM 0 9 ] )", "x");
-  EXPECT_EQ(ids, (std::vector<int32_t>{16, 14, 1, 10, 15, 17}));
+  EXPECT_EQ(ids, (std::vector<int32_t>{14, 1, 10, 15}));  // "(" ")" left out
   auto expect_error = [&](const std::string& text, const std::string& where) {
     write_file_atomic(dir / "bad.tsv", text);
     try {

@@ -18,7 +18,7 @@ using testing::randn;
 
 LmConfig tiny_lm(Ffn ffn, Positions positions, bool tied, Mixer mixer = Mixer::Softmax) {
   LmConfig c;
-  c.mixer = mixer, c.window = mixer == Mixer::Local ? 5 : 0;
+  c.mixer = mixer, c.window = mixer == Mixer::Local ? 5 : 0;  // combiner: span 4 = sqrt(16)
   c.architecture = ffn == Ffn::Kan ? "kat_lm_test" : "gpt_lm_test";
   c.context = 16, c.embed_dim = 16, c.depth = 2, c.num_heads = 2, c.hidden = 32;
   c.ffn = ffn, c.rational_groups = 4, c.positions = positions, c.tie_weights = tied;
@@ -66,10 +66,10 @@ TEST(LmGradients, MlpLearnedUntied) {
 }
 
 // Generation with the cache must give the logits a full forward over the whole sequence gives.
-void check_cache_equals_recompute(const LmConfig& c) {
+void check_cache_equals_recompute(const LmConfig& c, int64_t prompt = 3) {
   CausalLM m(c);
   m.init(4);
-  const int64_t n = c.context, prompt = 3;
+  const int64_t n = c.context;
   const auto tokens = byte_tokens(n, 9);
   m.forward(tokens.data(), nullptr, 1, n);
   const std::vector<float> full(m.logits(), m.logits() + n * c.vocab_size);
@@ -96,6 +96,17 @@ TEST(LmDecode, LocalMixerWindowEqualsFullRecompute) {
 }
 TEST(LmDecode, LinearMixerRecurrentStateEqualsFullRecompute) {
   check_cache_equals_recompute(tiny_lm(Ffn::Kan, Positions::Rope, true, Mixer::Linear));
+}
+TEST(LmDecode, GlaRecurrentStateEqualsFullRecompute) {
+  check_cache_equals_recompute(tiny_lm(Ffn::Kan, Positions::Rope, true, Mixer::Gla));
+}
+TEST(LmDecode, CombinerSpansAndSummariesEqualFullRecompute) {
+  // The prompt completes span 0 (prefill summarises it); decoding completes spans 1, 2.
+  check_cache_equals_recompute(tiny_lm(Ffn::Mlp, Positions::Learned, false, Mixer::Combiner), 6);
+}
+TEST(LmGradients, GlaAndCombinerMixers) {
+  check_lm_gradients(tiny_lm(Ffn::Mlp, Positions::Learned, false, Mixer::Gla));
+  check_lm_gradients(tiny_lm(Ffn::Kan, Positions::Rope, true, Mixer::Combiner));
 }
 TEST(LmGradients, LocalAndLinearMixers) {
   check_lm_gradients(tiny_lm(Ffn::Kan, Positions::Rope, true, Mixer::Local));

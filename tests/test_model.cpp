@@ -50,6 +50,14 @@ TEST(ModelGradients, KatWithLocalAndLinearMixers) {
   check_model_gradients(c, false);
 }
 
+TEST(ModelGradients, KatWithGlaAndCombinerMixers) {
+  ModelConfig c = tiny(Ffn::Kan);
+  c.mixer = Mixer::Gla;
+  check_model_gradients(c, false);
+  c.mixer = Mixer::Combiner, c.window = 2;  // spans of 2 tokens, so summaries are in play
+  check_model_gradients(c, false);
+}
+
 TEST(ModelGradients, KatWithAveragePooling) {
   ModelConfig c = tiny(Ffn::Kan);
   c.global_pool = "avg";

@@ -11,10 +11,18 @@ namespace kat {
 enum class Ffn { Kan, Mlp };  // GR-KAN feed-forward (KAT) or GELU MLP (ViT)
 
 // Token mixer of every block (reference/attention.md): exact softmax attention (tiled), local
-// (softmax over a sliding window of `window` keys), or linear attention (elu + 1 feature map).
-enum class Mixer { Softmax, Local, Linear };
+// (softmax over a sliding window of `window` keys), linear attention (elu + 1 feature map), gated
+// linear attention (GLA: per-channel learned decay) or Combiner-Fixed (direct attention inside
+// spans of `window` tokens, default sqrt of the longest sequence, plus one summary per other span).
+enum class Mixer { Softmax, Local, Linear, Gla, Combiner };
 const char* mixer_name(Mixer m);
 Mixer parse_mixer(const std::string& name);  // error lists the names
+// Every mixer, in the order above.
+inline constexpr Mixer kMixers[] = {Mixer::Softmax, Mixer::Local, Mixer::Linear, Mixer::Gla,
+                                    Mixer::Combiner};
+// The window a block runs with for sequences of up to max_len tokens: local's window, combiner's
+// span (`window`, or ceil(sqrt(max_len)) when 0); 0 for the others.
+int64_t mixer_window(Mixer m, int window, int64_t max_len);
 
 struct ModelConfig {
   std::string architecture = "kat_fmnist";
@@ -25,7 +33,7 @@ struct ModelConfig {
   int rational_groups = 8;
   Ffn ffn = Ffn::Kan;
   Mixer mixer = Mixer::Softmax;
-  int window = 0;                  // keys a query sees with the local mixer
+  int window = 0;  // keys a query sees with the local mixer; the combiner's span (0: sqrt)
   std::string act_init = "swish";  // act2's init (act1 is identity); any name rational_init takes
   std::vector<float> mean{0.2860f}, std{0.3530f};  // per input channel, applied to pixels in [0, 1]
   float layernorm_eps = 1e-6f;
@@ -47,7 +55,7 @@ struct ModelConfig {
 // Checks every constraint (positive sizes, divisibility by patch, heads and groups, channel counts
 // of mean/std); the error names the field and the values.
 void validate(const ModelConfig& c);
-// The local mixer needs a window; the error names the architecture.
+// The local mixer needs a window > 0, no window is negative; the error names the architecture.
 void validate_mixer(Mixer m, int window, const std::string& architecture);
 
 // Names: kat_{tiny,small,base}_patch16_224 (and the _swish_ / _gelu_ aliases), vit_{tiny,small,

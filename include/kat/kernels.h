@@ -112,6 +112,31 @@ void linear_attention_backward(float* dqkv, float* scratch, const float* dout, c
 void linear_attention_forward_ref(double* out, const double* qkv, int64_t B, int64_t T, int64_t C,
                                   int64_t H, bool causal);
 
+// ---- Gated linear attention (GLA) -----------------------------------------------------------
+// qkv[B, T, 3C] packed like the other mixers (q, k, v; head h owns channels h*hd .. h*hd+hd-1,
+// hd = C / H); g[B, T, C]: log decays (<= 0) per head and key channel. Per head, causal:
+//   S_t = Diag(exp(g_t)) S_{t-1} + k_t^T v_t ,  o_t = (q_t / sqrt(hd)) S_t
+// Bidirectional (causal = false): o_i = (q_i / sqrt(hd)) sum_j w_ij * k_j^T v_j with the
+// symmetric weight  w_ij = prod_{s = min(i,j)+1 .. max(i,j)} exp(g_s)  (elementwise per key
+// channel), which is a forward scan plus a reverse scan minus the doubled diagonal term.
+// Chunks of 16 tokens; every exponential evaluated is of something <= 0, so any g <= 0 and any T
+// are safe. O(T hd^2) time, O(T hd) memory (scratch, per thread), no saved activations.
+int64_t gla_scratch_floats(int64_t T, int64_t C, int64_t H);
+void gla_forward(float* out, float* scratch, const float* qkv, const float* g, int64_t B, int64_t T,
+                 int64_t C, int64_t H, bool causal);
+// dqkv[B, T, 3C] and dg[B, T, C]: gradients given dout[B, T, C]; written (accumulate = false) or
+// added.
+void gla_backward(float* dqkv, float* dg, float* scratch, const float* dout, const float* qkv,
+                  const float* g, int64_t B, int64_t T, int64_t C, int64_t H, bool causal,
+                  bool accumulate = true);
+// Plain double-precision reference of the forward: the weights written out per (i, j).
+void gla_forward_ref(double* out, const double* qkv, const double* g, int64_t B, int64_t T,
+                     int64_t C, int64_t H, bool causal);
+// One causal step of generation: state [H, hd, hd] (S of every head, row = key channel) becomes
+// Diag(exp(g)) S + k^T v, then out[C] = (q / sqrt(hd)) S. q, k, v, g: [C] each.
+void gla_decode(float* out, float* state, const float* q, const float* k, const float* v,
+                const float* g, int64_t C, int64_t H);
+
 // ---- Rotary position embedding, rotate-half form (GPT-NeoX, LLaMA) -----------------------------
 // Tables cos, sin [positions, hd / 2] of angle = t * theta^(-2i / hd).
 void rope_tables(float* cos, float* sin, int64_t positions, int64_t hd, double theta);
@@ -123,6 +148,41 @@ void rope_rotate(float* qkv, const float* cos, const float* sin, int64_t B, int6
 // Plain double-precision reference of the forward rotation, angles computed directly.
 void rope_rotate_ref(double* qkv, int64_t B, int64_t T, int64_t C, int64_t H, int64_t pos0,
                      double theta);
+
+// ---- Combiner-Fixed (Ren et al. 2021): direct attention in the span, summaries of the rest ----
+// Same packed qkv[B, T, 3C] in. The sequence is cut into spans of `span` tokens (the last may be
+// shorter): span r = [r*span, min(T, (r+1)*span)). Per head (hd = C/H, tau = 1/sqrt(hd)), a query
+// i in span r attends, in ONE softmax, to
+//   - direct keys: the keys j of its own span (causal: only j <= i), logit tau * q_i . k_j,
+//     value v_j;
+//   - one summary per other span r' (bidirectional: every r' != r; causal: every r' < r): key
+//     kbar_r' = elementwise max over the span's keys, value vbar_r' = mean of the span's values,
+//     logit tau * q_i . kbar_r' + log(n_r') with n_r' the span's token count (so a span of
+//     identical keys weighs as much as under full attention).
+// Cost O(T (span + T/span)), memory O(T); span = ceil(sqrt(T)) balances the two. With span >= T
+// this is exactly full softmax attention.
+// Floats of scratch the forward and backward need with the current thread count.
+int64_t combiner_scratch_floats(int64_t T, int64_t C, int64_t H, int64_t span);
+// out[B, T, C]; lse[B, T, H] the log-sum-exp of each softmax (saved for the backward).
+void combiner_forward(float* out, float* lse, float* scratch, const float* qkv, int64_t B,
+                      int64_t T, int64_t C, int64_t H, int64_t span, bool causal);
+// dqkv[B, T, 3C] written (accumulate = false) or added; the max-pool's gradient goes to the
+// argmax key of each channel (first one on ties), the mean's to every value of the span.
+void combiner_backward(float* dqkv, float* scratch, const float* dout, const float* out,
+                       const float* qkv, const float* lse, int64_t B, int64_t T, int64_t C,
+                       int64_t H, int64_t span, bool causal, bool accumulate = true);
+// Plain double-precision reference of the forward (each query's logits written out).
+void combiner_forward_ref(double* out, const double* qkv, int64_t B, int64_t T, int64_t C,
+                          int64_t H, int64_t span, bool causal);
+// One causal query q[C] at position pos: own-span keys and values k, v [n_own, C] (row stride C,
+// positions r*span .. pos), summaries ksum, vsum [n_spans, C] of the n_spans = pos / span
+// complete spans before it (each of `span` tokens). scratch: n_own + n_spans floats.
+void combiner_decode(float* out, float* scratch, const float* q, const float* k, const float* v,
+                     int64_t n_own, const float* ksum, const float* vsum, int64_t n_spans,
+                     int64_t span, int64_t C, int64_t H);
+// Summary of one span for decoding: ksum[C] = max over the n rows of k, vsum[C] = mean of v.
+void combiner_summarize(float* ksum, float* vsum, const float* k, const float* v, int64_t n,
+                        int64_t C);
 
 // ---- Token embedding: x[r] = table[tokens[r]] + pos[r % T] over R = B * T rows of width C ----
 // pos may be null (no learned positions). The backward accumulates into dtable (and dpos); each

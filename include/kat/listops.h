@@ -1,7 +1,10 @@
 // LRA ListOps (reference/lra.md): nested [MIN / [MAX / [MED / [SM expressions over the digits 0-9,
 // written with LRA's extra "(" ")" tokens; the label is the expression's value. A generator that
 // follows the rules of LRA's script, its TSV files (header "Source<TAB>Target") both ways, and the
-// tokenizer, which keeps every bracket.
+// tokenizer, which keeps every operator and every "]" (the tree's structure; the vocabulary of 15
+// in LRA's released pipeline drops "]") and leaves out the "(" ")" of LRA's nested-pair writing,
+// which repeat what "[OP ... ]" already says. The model then sees LRA's lengths (500-2000) and the
+// root operator first.
 #pragma once
 
 #include <cstdint>
@@ -15,8 +18,8 @@ struct ListOpsExample {
   int target = 0;      // 0..9
 };
 
-// Token ids: 0 padding, 1-10 the digits 0-9, then [MIN [MAX [MED [SM ] ( ).
-constexpr int kListOpsVocab = 18;
+// Token ids: 0 padding, 1-10 the digits 0-9, then [MIN [MAX [MED [SM ].
+constexpr int kListOpsVocab = 16;
 constexpr int kListOpsClasses = 10;
 
 struct ListOpsRules {
@@ -38,7 +41,8 @@ void write_listops_tsv(const std::string& path, const std::vector<ListOpsExample
 // outside 0..9 is an error naming the file and the line.
 std::vector<ListOpsExample> read_listops_tsv(const std::string& path);
 
-// Token ids of a source; unknown tokens are errors (what names the file and line for messages).
+// Token ids of a source, "(" and ")" left out; unknown tokens are errors (what names the file and
+// line for messages).
 std::vector<int32_t> tokenize_listops(const std::string& source, const std::string& what);
 
 }  // namespace kat

@@ -101,8 +101,7 @@ std::vector<int32_t> tokenize_listops(const std::string& source, const std::stri
     for (int k = 0; k < 4; k++)
       if (tok == kOperators[k]) id = 11 + k;
     if (tok == "]") id = 15;
-    if (tok == "(") id = 16;
-    if (tok == ")") id = 17;
+    if (tok == "(" || tok == ")") continue;  // LRA's pair notation; "[OP ... ]" holds the tree
     check(id >= 0, what, ": unknown ListOps token '", tok,
           "' (known: 0-9, [MIN, [MAX, [MED, [SM, ], (, ))");
     ids.push_back(id);

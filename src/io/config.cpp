@@ -37,17 +37,31 @@ const char* mixer_name(Mixer m) {
       return "local";
     case Mixer::Linear:
       return "linear";
+    case Mixer::Gla:
+      return "gla";
+    case Mixer::Combiner:
+      return "combiner";
   }
   return "?";
 }
 
 Mixer parse_mixer(const std::string& name) {
-  for (Mixer m : {Mixer::Softmax, Mixer::Local, Mixer::Linear})
+  for (Mixer m : kMixers)
     if (name == mixer_name(m)) return m;
-  fail("unknown mixer '", name, "' (softmax, local or linear)");
+  fail("unknown mixer '", name, "' (softmax, local, linear, gla or combiner)");
+}
+
+int64_t mixer_window(Mixer m, int window, int64_t max_len) {
+  if (m == Mixer::Local) return window;
+  if (m != Mixer::Combiner) return 0;
+  if (window > 0) return window;
+  int64_t span = 1;
+  while (span * span < max_len) span++;
+  return span;
 }
 
 void validate_mixer(Mixer m, int window, const std::string& arch) {
+  check(window >= 0, arch, ": kat.window must not be negative, not ", window);
   if (m == Mixer::Local)
     check(window > 0, arch, ": the local mixer needs a window > 0 (kat.window)");
 }
@@ -233,7 +247,7 @@ std::string config_to_json(const ModelConfig& c) {
   if (!c.class_names.empty()) k["class_names"] = c.class_names;
   if (c.layernorm_eps != 1e-6f) k["layernorm_eps"] = c.layernorm_eps;
   if (c.mixer != Mixer::Softmax) k["mixer"] = mixer_name(c.mixer);
-  if (c.mixer == Mixer::Local) k["window"] = c.window;
+  if (c.window > 0) k["window"] = c.window;
   json j = {{"architecture", c.architecture},
             {"num_classes", c.num_classes},
             {"num_features", c.embed_dim},

@@ -108,7 +108,7 @@ std::string lm_config_to_json(const LmConfig& c) {
   if (c.ffn == Ffn::Kan) k["rational_groups"] = c.rational_groups, k["act_init"] = c.act_init;
   if (c.positions == Positions::Rope) k["rope_theta"] = c.rope_theta;
   if (c.mixer != Mixer::Softmax) k["mixer"] = mixer_name(c.mixer);
-  if (c.mixer == Mixer::Local) k["window"] = c.window;
+  if (c.window > 0) k["window"] = c.window;
   const json j = {{"architecture", c.architecture},
                   {"model_type", "kat-lm"},
                   {"vocab_size", c.vocab_size},

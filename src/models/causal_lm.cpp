@@ -49,7 +49,7 @@ CausalLM::CausalLM(const LmConfig& config) : config_(config), state_(std::make_u
   BlockShape shape;
   shape.dim = d, shape.hidden = c.hidden, shape.heads = c.num_heads, shape.ffn = c.ffn;
   shape.groups = c.rational_groups, shape.eps = c.layernorm_eps, shape.causal = true;
-  shape.mixer = c.mixer, shape.window = c.window;
+  shape.mixer = c.mixer, shape.window = mixer_window(c.mixer, c.window, c.context);
   for (int l = 0; l < c.depth; l++)
     s.blocks.emplace_back(params_, "h." + std::to_string(l) + ".", kGpt2BlockNames, shape);
   s.lnf_w = params_.add("ln_f.weight", {d}, ParamKind::Norm);

@@ -87,7 +87,7 @@ std::string sequence_config_to_json(const SequenceConfig& c) {
   nlohmann::json k = {{"ffn", c.ffn == Ffn::Kan ? "kan" : "mlp"},
                       {"mixer", mixer_name(c.mixer)},
                       {"layernorm_eps", c.layernorm_eps}};
-  if (c.mixer == Mixer::Local) k["window"] = c.window;
+  if (c.window > 0) k["window"] = c.window;
   if (c.ffn == Ffn::Kan) k["rational_groups"] = c.rational_groups, k["act_init"] = c.act_init;
   const nlohmann::json j = {{"architecture", c.architecture},
                             {"model_type", "kat-seq"},
@@ -113,7 +113,7 @@ SequenceClassifier::SequenceClassifier(const SequenceConfig& config)
   BlockShape shape;
   shape.dim = d, shape.hidden = c.hidden, shape.heads = c.num_heads, shape.ffn = c.ffn;
   shape.groups = c.rational_groups, shape.eps = c.layernorm_eps;
-  shape.mixer = c.mixer, shape.window = c.window;
+  shape.mixer = c.mixer, shape.window = mixer_window(c.mixer, c.window, c.max_len);
   for (int l = 0; l < c.depth; l++)
     s.blocks.emplace_back(params_, "blocks." + std::to_string(l) + ".", kTimmBlockNames, shape);
   s.norm_w = params_.add("norm.weight", {d}, ParamKind::Norm);

@@ -52,7 +52,7 @@ VisionTransformer::VisionTransformer(const ModelConfig& config)
   BlockShape shape;
   shape.dim = d, shape.hidden = c.hidden(), shape.heads = c.num_heads, shape.ffn = c.ffn;
   shape.groups = c.rational_groups, shape.eps = c.layernorm_eps;
-  shape.mixer = c.mixer, shape.window = c.window;
+  shape.mixer = c.mixer, shape.window = mixer_window(c.mixer, c.window, c.tokens());
   for (int l = 0; l < c.depth; l++)
     a.blocks.emplace_back(params_, "blocks." + std::to_string(l) + ".", kTimmBlockNames, shape);
   const std::string final_norm = c.avg_pool() ? "fc_norm" : "norm";  // timm's names

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "kat/grkan.h"
 #include "kat/kernels.h"
@@ -22,11 +23,27 @@ void scaled(float* dst, const float* src, const float* m, int64_t n) {
   for (int64_t i = 0; i < n; i++) dst[i] = src[i] * m[i];
 }
 
+// GLA's gate in place: z -> log alpha = logsigmoid(z) / 16, without overflow for any z.
+void gate_activation(float* z, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i++) {
+    const float x = z[i];
+    const float ls = x >= 0.0f ? -std::log1p(std::exp(-x)) : x - std::log1p(std::exp(x));
+    z[i] = ls / kGateTemperature;
+  }
+}
+
+// dz = dg * dlog(alpha)/dz in place, from g = log alpha: sigmoid(-z) / 16 = -expm1(16 g) / 16.
+void gate_activation_backward(float* dg, const float* g, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i++) dg[i] *= -std::expm1(kGateTemperature * g[i]) / kGateTemperature;
+}
+
 }  // namespace
 
 void DecodeWork::plan(const BlockShape& s, int64_t n) {
   const int64_t d = s.dim, hid = s.hidden;
-  buf.assign(d + 2 + 3 * d + d + d + d + hid + hid + n, 0.0f);
+  buf.assign(d + 2 + 3 * d + d + d + d + hid + hid + n + kGateRank + d, 0.0f);
   float* at = buf.data();
   for (auto [p, count] : {std::pair{&ln, d},
                           {&stats, int64_t{2}},
@@ -36,7 +53,9 @@ void DecodeWork::plan(const BlockShape& s, int64_t n) {
                           {&a1, d},
                           {&h, hid},
                           {&a2, hid},
-                          {&scores, n}})
+                          {&scores, n},
+                          {&gate_u, kGateRank},
+                          {&gate_g, d}})
     *p = at, at += count;
 }
 
@@ -51,6 +70,11 @@ TransformerBlock::TransformerBlock(Params& params, const std::string& prefix, co
   qkv_b = params.add(name(n.qkv, "bias"), {3 * d}, ParamKind::Bias);
   proj_w = params.add(name(n.proj, "weight"), {d, d}, ParamKind::Weight);
   proj_b = params.add(name(n.proj, "bias"), {d}, ParamKind::Bias);
+  if (s.mixer == Mixer::Gla) {  // named as in flash-linear-attention's GatedLinearAttention
+    gate1_w = params.add(prefix + "attn.gk_proj.0.weight", {kGateRank, d}, ParamKind::Weight);
+    gate2_w = params.add(prefix + "attn.gk_proj.1.weight", {d, kGateRank}, ParamKind::Weight);
+    gate2_b = params.add(prefix + "attn.gk_proj.1.bias", {d}, ParamKind::Bias);
+  }
   norm2_w = params.add(name(n.norm2, "weight"), {d}, ParamKind::Norm);
   norm2_b = params.add(name(n.norm2, "bias"), {d}, ParamKind::Norm);
   const bool kan = s.ffn == Ffn::Kan;
@@ -77,10 +101,23 @@ void TransformerBlock::forward(const Params& p, const float* x, BlockActs& a, fl
                     s.eps);
   linear_forward(a.qkv, a.ln1, p.value(qkv_w), p.value(qkv_b), BT, d, 3 * d);
   if (rope.cos) rope_rotate(a.qkv, rope.cos, rope.sin, B, T, d, H, 0, false);
-  if (s.mixer == Mixer::Linear)
-    linear_attention_forward(a.atty, attn_scratch, a.qkv, B, T, d, H, s.causal);
-  else
-    attention_forward(a.atty, a.lse, attn_scratch, a.qkv, B, T, d, H, mask());
+  switch (s.mixer) {
+    case Mixer::Linear:
+      linear_attention_forward(a.atty, attn_scratch, a.qkv, B, T, d, H, s.causal);
+      break;
+    case Mixer::Gla:
+      linear_forward(a.gate_u, a.ln1, p.value(gate1_w), nullptr, BT, d, kGateRank);
+      linear_forward(a.gate_g, a.gate_u, p.value(gate2_w), p.value(gate2_b), BT, kGateRank, d);
+      gate_activation(a.gate_g, BT * d);
+      gla_forward(a.atty, attn_scratch, a.qkv, a.gate_g, B, T, d, H, s.causal);
+      break;
+    case Mixer::Combiner:
+      combiner_forward(a.atty, a.lse, attn_scratch, a.qkv, B, T, d, H, s.window, s.causal);
+      break;
+    case Mixer::Softmax:
+    case Mixer::Local:
+      attention_forward(a.atty, a.lse, attn_scratch, a.qkv, B, T, d, H, mask());
+  }
   linear_forward(a.res1, a.atty, p.value(proj_w), p.value(proj_b), BT, d, d);
   if (a.mask1) multiply(a.res1, a.mask1, BT * d);
   add_inplace(a.res1, x, BT * d);
@@ -130,15 +167,34 @@ void TransformerBlock::backward(Params& p, float* dres, const float* x, const Bl
   if (a.mask1) scaled(w.dtmp, dres, a.mask1, BT * d), dbranch = w.dtmp;
   linear_backward(w.datty, p.grad(proj_w), p.grad(proj_b), dbranch, a.atty, p.value(proj_w), BT, d,
                   d, false);
-  if (s.mixer == Mixer::Linear)
-    linear_attention_backward(w.dqkv, w.attn_scratch, w.datty, a.atty, a.qkv, B, T, d, H, s.causal,
-                              false);
-  else
-    attention_backward(w.dqkv, w.attn_scratch, w.datty, a.atty, a.qkv, a.lse, B, T, d, H, mask(),
-                       false);
+  switch (s.mixer) {
+    case Mixer::Linear:
+      linear_attention_backward(w.dqkv, w.attn_scratch, w.datty, a.atty, a.qkv, B, T, d, H,
+                                s.causal, false);
+      break;
+    case Mixer::Gla:
+      gla_backward(w.dqkv, w.dgate_g, w.attn_scratch, w.datty, a.qkv, a.gate_g, B, T, d, H,
+                   s.causal, false);
+      break;
+    case Mixer::Combiner:
+      combiner_backward(w.dqkv, w.attn_scratch, w.datty, a.atty, a.qkv, a.lse, B, T, d, H, s.window,
+                        s.causal, false);
+      break;
+    case Mixer::Softmax:
+    case Mixer::Local:
+      attention_backward(w.dqkv, w.attn_scratch, w.datty, a.atty, a.qkv, a.lse, B, T, d, H, mask(),
+                         false);
+  }
   if (rope.cos) rope_rotate(w.dqkv, rope.cos, rope.sin, B, T, d, H, 0, true);
   linear_backward(w.dln, p.grad(qkv_w), p.grad(qkv_b), w.dqkv, a.ln1, p.value(qkv_w), BT, d, 3 * d,
                   false);
+  if (s.mixer == Mixer::Gla) {  // the gate's path back to norm1's output
+    gate_activation_backward(w.dgate_g, a.gate_g, BT * d);
+    linear_backward(w.dgate_u, p.grad(gate2_w), p.grad(gate2_b), w.dgate_g, a.gate_u,
+                    p.value(gate2_w), BT, kGateRank, d, false);
+    linear_backward(w.dln, p.grad(gate1_w), nullptr, w.dgate_u, a.ln1, p.value(gate1_w), BT, d,
+                    kGateRank, true);
+  }
   layernorm_backward(dres, p.grad(norm1_w), p.grad(norm1_b), w.dln, x, a.ln1_mean, a.ln1_rstd,
                      p.value(norm1_w), BT, d);
 }
@@ -158,6 +214,8 @@ void TransformerBlock::init(Params& p, Rng& rng, const BlockInitStd& std, bool t
   normal(proj_w, std.proj), fill(proj_b, 0);
   normal(fc1_w, std.fc1), fill(fc1_b, 0);
   normal(fc2_w, std.fc2), fill(fc2_b, 0);
+  if (shape_.mixer == Mixer::Gla)
+    normal(gate1_w, std.qkv), normal(gate2_w, std.qkv), fill(gate2_b, 0);
   if (shape_.ffn != Ffn::Kan) return;
   for (auto [num, den, mode] : {std::tuple{act1_num, act1_den, std::string("identity")},
                                 std::tuple{act2_num, act2_den, act_init}}) {
@@ -180,14 +238,35 @@ BlockInitStd TransformerBlock::feed_forward_std(const BlockShape& s, const std::
 }
 
 int64_t TransformerBlock::mixer_scratch_floats(int64_t T) const {
-  return shape_.mixer == Mixer::Linear
-             ? linear_attention_scratch_floats(T, shape_.dim, shape_.heads)
-             : attention_scratch_floats();
+  const int64_t d = shape_.dim, H = shape_.heads;
+  switch (shape_.mixer) {
+    case Mixer::Linear:
+      return linear_attention_scratch_floats(T, d, H);
+    case Mixer::Gla:
+      return gla_scratch_floats(T, d, H);
+    case Mixer::Combiner:
+      return combiner_scratch_floats(T, d, H, shape_.window);
+    case Mixer::Softmax:
+    case Mixer::Local:
+      break;
+  }
+  return attention_scratch_floats();
 }
 
 int64_t TransformerBlock::decode_state_floats(int64_t context) const {
   const int64_t d = shape_.dim, hd = d / shape_.heads;
-  return shape_.mixer == Mixer::Linear ? shape_.heads * (hd * hd + hd) : 2 * context * d;
+  switch (shape_.mixer) {
+    case Mixer::Linear:
+      return shape_.heads * (hd * hd + hd);
+    case Mixer::Gla:
+      return shape_.heads * hd * hd;
+    case Mixer::Combiner:  // keys, values, then the summaries (max keys, mean values) per span
+      return 2 * context * d + 2 * span_count(context) * d;
+    case Mixer::Softmax:
+    case Mixer::Local:
+      break;
+  }
+  return 2 * context * d;
 }
 
 namespace {
@@ -208,19 +287,40 @@ void linear_state_add(float* state, const float* k, const float* v, int64_t d, i
 
 }  // namespace
 
+TransformerBlock::CombinerState TransformerBlock::combiner_state(float* state,
+                                                                 int64_t context) const {
+  const int64_t d = shape_.dim, n = span_count(context);
+  return {state, state + context * d, state + 2 * context * d, state + (2 * context + n) * d};
+}
+
 void TransformerBlock::prefill_state(float* state, const BlockActs& a, int64_t n,
                                      int64_t context) const {
-  const int64_t d = shape_.dim;
+  const int64_t d = shape_.dim, H = shape_.heads;
+  std::fill(state, state + decode_state_floats(context), 0.0f);
   if (shape_.mixer == Mixer::Linear) {
-    std::fill(state, state + decode_state_floats(context), 0.0f);
     for (int64_t t = 0; t < n; t++)
-      linear_state_add(state, a.qkv + t * 3 * d + d, a.qkv + t * 3 * d + 2 * d, d, shape_.heads);
+      linear_state_add(state, a.qkv + t * 3 * d + d, a.qkv + t * 3 * d + 2 * d, d, H);
+    return;
+  }
+  if (shape_.mixer == Mixer::Gla) {  // the recurrence over the prompt; its outputs are not needed
+    std::vector<float> out(d);
+    for (int64_t t = 0; t < n; t++) {
+      const float* row = a.qkv + t * 3 * d;
+      gla_decode(out.data(), state, row, row + d, row + 2 * d, a.gate_g + t * d, d, H);
+    }
     return;
   }
   for (int64_t t = 0; t < n; t++) {  // the forward left rotated keys and the values in qkv
     const float* row = a.qkv + t * 3 * d;
     std::copy(row + d, row + 2 * d, state + t * d);
     std::copy(row + 2 * d, row + 3 * d, state + (context + t) * d);
+  }
+  if (shape_.mixer == Mixer::Combiner) {  // summaries of the spans the prompt completes
+    const CombinerState c = combiner_state(state, context);
+    const int64_t span = shape_.window;
+    for (int64_t r = 0; r < n / span; r++)
+      combiner_summarize(c.ksum + r * d, c.vsum + r * d, c.k + r * span * d, c.v + r * span * d,
+                         span, d);
   }
 }
 
@@ -232,29 +332,52 @@ void TransformerBlock::decode(const Params& p, float* x, float* state, int64_t p
   layernorm_forward(w.ln, w.stats, w.stats + 1, x, p.value(norm1_w), p.value(norm1_b), 1, d, s.eps);
   linear_forward(w.qkv, w.ln, p.value(qkv_w), p.value(qkv_b), 1, d, 3 * d);
   if (rope.cos) rope_rotate(w.qkv, rope.cos, rope.sin, 1, 1, d, H, pos, false);
-  if (s.mixer == Mixer::Linear) {  // O(1) per token: the running sums
-    linear_state_add(state, w.qkv + d, w.qkv + 2 * d, d, H);
-    for (int64_t h = 0; h < H; h++) {
-      const float* S = state + h * (hd * hd + hd);
-      const float* z = S + hd * hd;
-      const float* q = w.qkv + h * hd;
-      float den = 1e-6f;
-      float* o = w.att + h * hd;
-      std::fill(o, o + hd, 0.0f);
-      for (int64_t i = 0; i < hd; i++) {
-        const float f = q[i] > 0.0f ? q[i] + 1.0f : std::exp(q[i]);
-        den += f * z[i];
-        for (int64_t j = 0; j < hd; j++) o[j] += f * S[i * hd + j];
+  const float *q = w.qkv, *k = w.qkv + d, *v = w.qkv + 2 * d;
+  switch (s.mixer) {
+    case Mixer::Linear:  // O(1) per token: the running sums
+      linear_state_add(state, k, v, d, H);
+      for (int64_t h = 0; h < H; h++) {
+        const float* S = state + h * (hd * hd + hd);
+        const float* z = S + hd * hd;
+        const float* qh = q + h * hd;
+        float den = 1e-6f;
+        float* o = w.att + h * hd;
+        std::fill(o, o + hd, 0.0f);
+        for (int64_t i = 0; i < hd; i++) {
+          const float f = qh[i] > 0.0f ? qh[i] + 1.0f : std::exp(qh[i]);
+          den += f * z[i];
+          for (int64_t j = 0; j < hd; j++) o[j] += f * S[i * hd + j];
+        }
+        for (int64_t j = 0; j < hd; j++) o[j] /= den;
       }
-      for (int64_t j = 0; j < hd; j++) o[j] /= den;
+      break;
+    case Mixer::Gla:  // O(1) per token: the decayed state
+      linear_forward(w.gate_u, w.ln, p.value(gate1_w), nullptr, 1, d, kGateRank);
+      linear_forward(w.gate_g, w.gate_u, p.value(gate2_w), p.value(gate2_b), 1, kGateRank, d);
+      gate_activation(w.gate_g, d);
+      gla_decode(w.att, state, q, k, v, w.gate_g, d, H);
+      break;
+    case Mixer::Combiner: {  // O(span + pos / span): the own span's keys and the summaries
+      const CombinerState c = combiner_state(state, context);
+      const int64_t span = s.window, r = pos / span, first = r * span;
+      std::copy(k, k + d, c.k + pos * d);
+      std::copy(v, v + d, c.v + pos * d);
+      if (pos == first && r > 0)  // the span before is complete now
+        combiner_summarize(c.ksum + (r - 1) * d, c.vsum + (r - 1) * d, c.k + (first - span) * d,
+                           c.v + (first - span) * d, span, d);
+      combiner_decode(w.att, w.scores, q, c.k + first * d, c.v + first * d, pos + 1 - first, c.ksum,
+                      c.vsum, r, span, d, H);
+      break;
     }
-  } else {
-    float *kcache = state, *vcache = state + context * d;
-    std::copy(w.qkv + d, w.qkv + 2 * d, kcache + pos * d);
-    std::copy(w.qkv + 2 * d, w.qkv + 3 * d, vcache + pos * d);
-    const int64_t first = mask().first_key(pos);  // local: the last `window` keys only
-    attention_decode(w.att, w.scores, w.qkv, kcache + first * d, vcache + first * d,
-                     pos + 1 - first, d, H);
+    case Mixer::Softmax:
+    case Mixer::Local: {
+      float *kcache = state, *vcache = state + context * d;
+      std::copy(k, k + d, kcache + pos * d);
+      std::copy(v, v + d, vcache + pos * d);
+      const int64_t first = mask().first_key(pos);  // local: the last `window` keys only
+      attention_decode(w.att, w.scores, q, kcache + first * d, vcache + first * d, pos + 1 - first,
+                       d, H);
+    }
   }
   linear_forward(w.branch, w.att, p.value(proj_w), p.value(proj_b), 1, d, d);
   add_inplace(x, w.branch, d);

@@ -36,8 +36,13 @@ struct BlockShape {
   float eps = 1e-6f;
   bool causal = false;
   Mixer mixer = Mixer::Softmax;
-  int64_t window = 0;  // the local mixer's
+  int64_t window = 0;  // the local mixer's window, the combiner's span (mixer_window)
 };
+
+// GLA's gate: log alpha = logsigmoid(W2 W1 x + b) / 16 with W1 [kGateRank, dim]
+// (reference/attention.md).
+constexpr int64_t kGateRank = 16;
+constexpr float kGateTemperature = 16.0f;
 
 // Rotary position tables [positions, head_dim / 2] (rope_tables); null: no rotation.
 struct Rope {
@@ -48,18 +53,20 @@ struct Rope {
 struct BlockActs {
   float *ln1, *ln1_mean, *ln1_rstd, *qkv, *lse, *atty, *res1;
   float *ln2, *ln2_mean, *ln2_rstd, *a1, *h, *a2, *res2;  // a1: KAN only; res2 is the output
-  float *mask1, *mask2;  // per-element scales of the two branches (dropout x drop-path), or null
+  float *gate_u, *gate_g;  // GLA only: W1 x [rows, kGateRank] and the log decays [rows, dim]
+  float *mask1, *mask2;    // per-element scales of the two branches (dropout x drop-path), or null
 };
 
 // Gradient buffers the backward passes through, shared by all blocks of a model.
 struct BlockWork {
   float *dtmp, *dln, *dqkv, *datty, *da1, *dh, *da2, *attn_scratch;
+  float *dgate_g, *dgate_u;  // GLA only
 };
 
 // One-token buffers of decode(): n = the longest context.
 struct DecodeWork {
   std::vector<float> buf;
-  float *ln, *stats, *qkv, *att, *branch, *a1, *h, *a2, *scores;
+  float *ln, *stats, *qkv, *att, *branch, *a1, *h, *a2, *scores, *gate_u, *gate_g;
   void plan(const BlockShape& s, int64_t n);
 };
 
@@ -76,7 +83,8 @@ class TransformerBlock {
     take(a.ln1, rows * d), take(a.ln1_mean, rows), take(a.ln1_rstd, rows);
     take(a.qkv, rows * 3 * d), take(a.lse, rows * shape_.heads), take(a.atty, rows * d);
     take(a.res1, rows * d), take(a.ln2, rows * d), take(a.ln2_mean, rows), take(a.ln2_rstd, rows);
-    a.a1 = a.mask1 = a.mask2 = nullptr;
+    a.a1 = a.mask1 = a.mask2 = a.gate_u = a.gate_g = nullptr;
+    if (shape_.mixer == Mixer::Gla) take(a.gate_u, rows * kGateRank), take(a.gate_g, rows * d);
     if (shape_.ffn == Ffn::Kan) take(a.a1, rows * d);
     take(a.h, rows * hid), take(a.a2, rows * hid), take(a.res2, rows * d);
     if (masks) take(a.mask1, rows * d), take(a.mask2, rows * d);
@@ -87,6 +95,8 @@ class TransformerBlock {
     take(w.dtmp, rows * s.dim), take(w.dln, rows * s.dim), take(w.dqkv, rows * 3 * s.dim);
     take(w.datty, rows * s.dim), take(w.da1, rows * s.dim), take(w.dh, rows * s.hidden);
     take(w.da2, rows * s.hidden), take(w.attn_scratch, attn_scratch);
+    w.dgate_g = w.dgate_u = nullptr;
+    if (s.mixer == Mixer::Gla) take(w.dgate_g, rows * s.dim), take(w.dgate_u, rows * kGateRank);
   }
 
   // Norms 1 and 0, biases 0, the weight matrices N(0, std^2) in the order qkv, proj, fc1, fc2
@@ -101,7 +111,8 @@ class TransformerBlock {
   // Scratch floats the token mixer needs for sequences of up to T tokens.
   int64_t mixer_scratch_floats(int64_t T) const;
   // Floats of generation state for a context of `context` tokens: the keys and values (softmax,
-  // local) or the running sums S, z of every head (linear).
+  // local; combiner adds the span summaries), the running sums S, z of every head (linear) or S
+  // (gla).
   int64_t decode_state_floats(int64_t context) const;
   // Fills the state from the forward of a prompt of n tokens (batch 1) held in a.
   void prefill_state(float* state, const BlockActs& a, int64_t n, int64_t context) const;
@@ -123,11 +134,21 @@ class TransformerBlock {
   // Parameter indices (act* are -1 for the MLP).
   int norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b;
   int act1_num = -1, act1_den = -1, fc1_w, fc1_b, act2_num = -1, act2_den = -1, fc2_w, fc2_b;
+  int gate1_w = -1, gate2_w = -1, gate2_b = -1;  // GLA's attn.gk_proj.{0,1}
 
  private:
   AttentionMask mask() const {
     return AttentionMask(shape_.causal, shape_.mixer == Mixer::Local ? shape_.window : 0);
   }
+  // Spans of the combiner in `context` tokens.
+  int64_t span_count(int64_t context) const {
+    return (context + shape_.window - 1) / shape_.window;
+  }
+  // The combiner's decoding state: keys, values [context, dim], summaries [span_count, dim] x 2.
+  struct CombinerState {
+    float *k, *v, *ksum, *vsum;
+  };
+  CombinerState combiner_state(float* state, int64_t context) const;
   BlockShape shape_;
 };
 
