@@ -2,11 +2,12 @@
 //
 //   build/mixer_scaling [--lengths 1024,2048,4096,8192,16384] [--dim 256] [--heads 4]
 //                       [--window 256] [--causal] [--runs 3] [--threads 2] [--svg FILE]
-//                       [--mixers softmax,local,linear,gla,combiner]
+//                       [--mixers softmax,local,linear,gla,combiner,delta]
 //
 // Batch 1, every mixer (softmax: exact tiled attention; local: softmax over a sliding window;
 // linear: elu+1 linear attention; gla: gated linear attention, the gates given; combiner:
-// Combiner-Fixed with spans of ceil(sqrt(L))), each length in a fresh child process so its peak
+// Combiner-Fixed with spans of ceil(sqrt(L)); delta: DeltaNet, the write strengths given), each
+// length in a fresh child process so its peak
 // resident memory (ru_maxrss) is its own. Prints the median time of `runs` forward + backward
 // passes (more, up to 200, until they add up to half a second, since short passes are noisy here),
 // the peak, the time ratio to the shortest length, and writes a log-log plot of the times (--svg).
@@ -42,7 +43,7 @@ struct Options {
   int runs = 3, threads = 2;
   bool causal = false, child = false;
   std::string mixer, svg;
-  std::vector<std::string> mixers{"softmax", "local", "linear", "gla", "combiner"};
+  std::vector<std::string> mixers{"softmax", "local", "linear", "gla", "combiner", "delta"};
 };
 
 // --child: `runs` forward + backward passes of one mixer at one length; one JSON line.
@@ -58,11 +59,17 @@ int run_child(const Options& o) {
     g.resize(T * C), dg.resize(T * C);
     for (float& x : g) x = -std::log1p(std::exp(-rng.normal())) / 16.0f;
   }
+  std::vector<float> beta, dbeta;  // delta's write strengths, sigmoid of N(0, 1)
+  if (m == Mixer::Delta) {
+    beta.resize(T * H), dbeta.resize(T * H);
+    for (float& x : beta) x = 1.0f / (1.0f + std::exp(-rng.normal()));
+  }
   const int64_t span = mixer_window(m, 0, T);
   int64_t scratch_floats = attention_scratch_floats();
   if (m == Mixer::Linear) scratch_floats = linear_attention_scratch_floats(T, C, H);
   if (m == Mixer::Gla) scratch_floats = gla_scratch_floats(T, C, H);
   if (m == Mixer::Combiner) scratch_floats = combiner_scratch_floats(T, C, H, span);
+  if (m == Mixer::Delta) scratch_floats = delta_scratch_floats(T, C, H);
   std::vector<float> scratch(scratch_floats);
   const AttentionMask mask(o.causal, m == Mixer::Local ? o.window : 0);
   std::vector<double> times;  // at least `runs` passes and half a second: short ones are noisy
@@ -77,6 +84,10 @@ int run_child(const Options& o) {
       gla_forward(out.data(), scratch.data(), qkv.data(), g.data(), 1, T, C, H, o.causal);
       gla_backward(dqkv.data(), dg.data(), scratch.data(), dout.data(), qkv.data(), g.data(), 1, T,
                    C, H, o.causal, false);
+    } else if (m == Mixer::Delta) {
+      delta_forward(out.data(), scratch.data(), qkv.data(), beta.data(), 1, T, C, H, o.causal);
+      delta_backward(dqkv.data(), dbeta.data(), scratch.data(), dout.data(), qkv.data(),
+                     beta.data(), 1, T, C, H, o.causal, false);
     } else if (m == Mixer::Combiner) {
       combiner_forward(out.data(), lse.data(), scratch.data(), qkv.data(), 1, T, C, H, span,
                        o.causal);

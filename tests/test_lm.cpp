@@ -104,6 +104,12 @@ TEST(LmDecode, CombinerSpansAndSummariesEqualFullRecompute) {
   // The prompt completes span 0 (prefill summarises it); decoding completes spans 1, 2.
   check_cache_equals_recompute(tiny_lm(Ffn::Mlp, Positions::Learned, false, Mixer::Combiner), 6);
 }
+TEST(LmDecode, DeltaRuleStateEqualsFullRecompute) {
+  check_cache_equals_recompute(tiny_lm(Ffn::Kan, Positions::Learned, false, Mixer::Delta));
+}
+TEST(LmGradients, DeltaMixer) {
+  check_lm_gradients(tiny_lm(Ffn::Kan, Positions::Rope, true, Mixer::Delta));
+}
 TEST(LmGradients, GlaAndCombinerMixers) {
   check_lm_gradients(tiny_lm(Ffn::Mlp, Positions::Learned, false, Mixer::Gla));
   check_lm_gradients(tiny_lm(Ffn::Kan, Positions::Rope, true, Mixer::Combiner));

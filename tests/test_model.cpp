@@ -50,6 +50,12 @@ TEST(ModelGradients, KatWithLocalAndLinearMixers) {
   check_model_gradients(c, false);
 }
 
+TEST(ModelGradients, VitWithDeltaMixer) {
+  ModelConfig c = tiny(Ffn::Mlp);
+  c.mixer = Mixer::Delta;
+  check_model_gradients(c, false);
+}
+
 TEST(ModelGradients, KatWithGlaAndCombinerMixers) {
   ModelConfig c = tiny(Ffn::Kan);
   c.mixer = Mixer::Gla;

@@ -12,14 +12,15 @@ enum class Ffn { Kan, Mlp };  // GR-KAN feed-forward (KAT) or GELU MLP (ViT)
 
 // Token mixer of every block (reference/attention.md): exact softmax attention (tiled), local
 // (softmax over a sliding window of `window` keys), linear attention (elu + 1 feature map), gated
-// linear attention (GLA: per-channel learned decay) or Combiner-Fixed (direct attention inside
-// spans of `window` tokens, default sqrt of the longest sequence, plus one summary per other span).
-enum class Mixer { Softmax, Local, Linear, Gla, Combiner };
+// linear attention (GLA: per-channel learned decay), Combiner-Fixed (direct attention inside
+// spans of `window` tokens, default sqrt of the longest sequence, plus one summary per other span)
+// or DeltaNet (the delta rule; bidirectional models add a reverse scan).
+enum class Mixer { Softmax, Local, Linear, Gla, Combiner, Delta };
 const char* mixer_name(Mixer m);
 Mixer parse_mixer(const std::string& name);  // error lists the names
 // Every mixer, in the order above.
-inline constexpr Mixer kMixers[] = {Mixer::Softmax, Mixer::Local, Mixer::Linear, Mixer::Gla,
-                                    Mixer::Combiner};
+inline constexpr Mixer kMixers[] = {Mixer::Softmax, Mixer::Local,    Mixer::Linear,
+                                    Mixer::Gla,     Mixer::Combiner, Mixer::Delta};
 // The window a block runs with for sequences of up to max_len tokens: local's window, combiner's
 // span (`window`, or ceil(sqrt(max_len)) when 0); 0 for the others.
 int64_t mixer_window(Mixer m, int window, int64_t max_len);

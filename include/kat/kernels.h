@@ -149,6 +149,30 @@ void rope_rotate(float* qkv, const float* cos, const float* sin, int64_t B, int6
 void rope_rotate_ref(double* qkv, int64_t B, int64_t T, int64_t C, int64_t H, int64_t pos0,
                      double theta);
 
+// ---- DeltaNet: the delta rule (Yang et al. 2024), keys and queries L2-normalised ----
+// qkv[B, T, 3C] packed like the other mixers (head h owns channels h*hd .. h*hd+hd-1, hd = C / H);
+// beta[B, T, H] in (0, 1), one write strength per token and head (the caller applies a sigmoid).
+// Per head, with q^ = q / sqrt(|q|^2 + 1e-6) and k^ likewise, causal:
+//   S_t = S_{t-1} (I - beta_t k^_t k^_t^T) + beta_t v_t k^_t^T,  o_t = S_t q^_t   (S: [hd, hd],
+//   row = value channel, S_0 = 0)
+// Bidirectional (causal = false): o = that + the same recurrence run from the last token to the
+// first. Chunks of 32 tokens in the WY form (reference/attention.md); O(T hd^2) time, O(T hd +
+// T hd^2 / 32) memory (scratch, per thread), no saved activations.
+int64_t delta_scratch_floats(int64_t T, int64_t C, int64_t H);
+void delta_forward(float* out, float* scratch, const float* qkv, const float* beta, int64_t B,
+                   int64_t T, int64_t C, int64_t H, bool causal);
+// dqkv[B, T, 3C] and dbeta[B, T, H] written (accumulate = false) or added.
+void delta_backward(float* dqkv, float* dbeta, float* scratch, const float* dout, const float* qkv,
+                    const float* beta, int64_t B, int64_t T, int64_t C, int64_t H, bool causal,
+                    bool accumulate = true);
+// The recurrence written out token by token in double.
+void delta_forward_ref(double* out, const double* qkv, const double* beta, int64_t B, int64_t T,
+                       int64_t C, int64_t H, bool causal);
+// One causal step: state [H, hd, hd] (S of every head, row = value channel) takes the token,
+// out[C] = S q^. q, k, v: [C] each; beta: [H].
+void delta_decode(float* out, float* state, const float* q, const float* k, const float* v,
+                  const float* beta, int64_t C, int64_t H);
+
 // ---- Combiner-Fixed (Ren et al. 2021): direct attention in the span, summaries of the rest ----
 // Same packed qkv[B, T, 3C] in. The sequence is cut into spans of `span` tokens (the last may be
 // shorter): span r = [r*span, min(T, (r+1)*span)). Per head (hd = C/H, tau = 1/sqrt(hd)), a query

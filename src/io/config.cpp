@@ -41,6 +41,8 @@ const char* mixer_name(Mixer m) {
       return "gla";
     case Mixer::Combiner:
       return "combiner";
+    case Mixer::Delta:
+      return "delta";
   }
   return "?";
 }
@@ -48,7 +50,7 @@ const char* mixer_name(Mixer m) {
 Mixer parse_mixer(const std::string& name) {
   for (Mixer m : kMixers)
     if (name == mixer_name(m)) return m;
-  fail("unknown mixer '", name, "' (softmax, local, linear, gla or combiner)");
+  fail("unknown mixer '", name, "' (softmax, local, linear, gla, combiner or delta)");
 }
 
 int64_t mixer_window(Mixer m, int window, int64_t max_len) {

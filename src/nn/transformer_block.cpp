@@ -33,6 +33,17 @@ void gate_activation(float* z, int64_t n) {
   }
 }
 
+void sigmoid_inplace(float* x, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; i++) x[i] = 1.0f / (1.0f + std::exp(-x[i]));
+}
+
+// dz = dy * y (1 - y) in place, y = sigmoid(z).
+void sigmoid_backward_inplace(float* dy, const float* y, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; i++) dy[i] *= y[i] * (1.0f - y[i]);
+}
+
 // dz = dg * dlog(alpha)/dz in place, from g = log alpha: sigmoid(-z) / 16 = -expm1(16 g) / 16.
 void gate_activation_backward(float* dg, const float* g, int64_t n) {
 #pragma omp parallel for schedule(static)
@@ -43,7 +54,7 @@ void gate_activation_backward(float* dg, const float* g, int64_t n) {
 
 void DecodeWork::plan(const BlockShape& s, int64_t n) {
   const int64_t d = s.dim, hid = s.hidden;
-  buf.assign(d + 2 + 3 * d + d + d + d + hid + hid + n + kGateRank + d, 0.0f);
+  buf.assign(d + 2 + 3 * d + d + d + d + hid + hid + n + kGateRank + d + s.heads, 0.0f);
   float* at = buf.data();
   for (auto [p, count] : {std::pair{&ln, d},
                           {&stats, int64_t{2}},
@@ -55,7 +66,8 @@ void DecodeWork::plan(const BlockShape& s, int64_t n) {
                           {&a2, hid},
                           {&scores, n},
                           {&gate_u, kGateRank},
-                          {&gate_g, d}})
+                          {&gate_g, d},
+                          {&beta, s.heads}})
     *p = at, at += count;
 }
 
@@ -75,6 +87,8 @@ TransformerBlock::TransformerBlock(Params& params, const std::string& prefix, co
     gate2_w = params.add(prefix + "attn.gk_proj.1.weight", {d, kGateRank}, ParamKind::Weight);
     gate2_b = params.add(prefix + "attn.gk_proj.1.bias", {d}, ParamKind::Bias);
   }
+  if (s.mixer == Mixer::Delta)  // flash-linear-attention's DeltaNet: beta = sigmoid(b_proj x)
+    beta_w = params.add(prefix + "attn.b_proj.weight", {s.heads, d}, ParamKind::Weight);
   norm2_w = params.add(name(n.norm2, "weight"), {d}, ParamKind::Norm);
   norm2_b = params.add(name(n.norm2, "bias"), {d}, ParamKind::Norm);
   const bool kan = s.ffn == Ffn::Kan;
@@ -113,6 +127,11 @@ void TransformerBlock::forward(const Params& p, const float* x, BlockActs& a, fl
       break;
     case Mixer::Combiner:
       combiner_forward(a.atty, a.lse, attn_scratch, a.qkv, B, T, d, H, s.window, s.causal);
+      break;
+    case Mixer::Delta:
+      linear_forward(a.beta, a.ln1, p.value(beta_w), nullptr, BT, d, H);
+      sigmoid_inplace(a.beta, BT * H);
+      delta_forward(a.atty, attn_scratch, a.qkv, a.beta, B, T, d, H, s.causal);
       break;
     case Mixer::Softmax:
     case Mixer::Local:
@@ -180,6 +199,10 @@ void TransformerBlock::backward(Params& p, float* dres, const float* x, const Bl
       combiner_backward(w.dqkv, w.attn_scratch, w.datty, a.atty, a.qkv, a.lse, B, T, d, H, s.window,
                         s.causal, false);
       break;
+    case Mixer::Delta:
+      delta_backward(w.dqkv, w.dbeta, w.attn_scratch, w.datty, a.qkv, a.beta, B, T, d, H, s.causal,
+                     false);
+      break;
     case Mixer::Softmax:
     case Mixer::Local:
       attention_backward(w.dqkv, w.attn_scratch, w.datty, a.atty, a.qkv, a.lse, B, T, d, H, mask(),
@@ -194,6 +217,11 @@ void TransformerBlock::backward(Params& p, float* dres, const float* x, const Bl
                     p.value(gate2_w), BT, kGateRank, d, false);
     linear_backward(w.dln, p.grad(gate1_w), nullptr, w.dgate_u, a.ln1, p.value(gate1_w), BT, d,
                     kGateRank, true);
+  }
+  if (s.mixer == Mixer::Delta) {  // through the sigmoid and b_proj
+    sigmoid_backward_inplace(w.dbeta, a.beta, BT * H);
+    linear_backward(w.dln, p.grad(beta_w), nullptr, w.dbeta, a.ln1, p.value(beta_w), BT, d, H,
+                    true);
   }
   layernorm_backward(dres, p.grad(norm1_w), p.grad(norm1_b), w.dln, x, a.ln1_mean, a.ln1_rstd,
                      p.value(norm1_w), BT, d);
@@ -216,6 +244,7 @@ void TransformerBlock::init(Params& p, Rng& rng, const BlockInitStd& std, bool t
   normal(fc2_w, std.fc2), fill(fc2_b, 0);
   if (shape_.mixer == Mixer::Gla)
     normal(gate1_w, std.qkv), normal(gate2_w, std.qkv), fill(gate2_b, 0);
+  if (shape_.mixer == Mixer::Delta) normal(beta_w, std.qkv);
   if (shape_.ffn != Ffn::Kan) return;
   for (auto [num, den, mode] : {std::tuple{act1_num, act1_den, std::string("identity")},
                                 std::tuple{act2_num, act2_den, act_init}}) {
@@ -246,6 +275,8 @@ int64_t TransformerBlock::mixer_scratch_floats(int64_t T) const {
       return gla_scratch_floats(T, d, H);
     case Mixer::Combiner:
       return combiner_scratch_floats(T, d, H, shape_.window);
+    case Mixer::Delta:
+      return delta_scratch_floats(T, d, H);
     case Mixer::Softmax:
     case Mixer::Local:
       break;
@@ -259,6 +290,7 @@ int64_t TransformerBlock::decode_state_floats(int64_t context) const {
     case Mixer::Linear:
       return shape_.heads * (hd * hd + hd);
     case Mixer::Gla:
+    case Mixer::Delta:
       return shape_.heads * hd * hd;
     case Mixer::Combiner:  // keys, values, then the summaries (max keys, mean values) per span
       return 2 * context * d + 2 * span_count(context) * d;
@@ -302,11 +334,14 @@ void TransformerBlock::prefill_state(float* state, const BlockActs& a, int64_t n
       linear_state_add(state, a.qkv + t * 3 * d + d, a.qkv + t * 3 * d + 2 * d, d, H);
     return;
   }
-  if (shape_.mixer == Mixer::Gla) {  // the recurrence over the prompt; its outputs are not needed
-    std::vector<float> out(d);
+  if (shape_.mixer == Mixer::Gla || shape_.mixer == Mixer::Delta) {
+    std::vector<float> out(d);  // the recurrence over the prompt; its outputs are not needed
     for (int64_t t = 0; t < n; t++) {
       const float* row = a.qkv + t * 3 * d;
-      gla_decode(out.data(), state, row, row + d, row + 2 * d, a.gate_g + t * d, d, H);
+      if (shape_.mixer == Mixer::Gla)
+        gla_decode(out.data(), state, row, row + d, row + 2 * d, a.gate_g + t * d, d, H);
+      else
+        delta_decode(out.data(), state, row, row + d, row + 2 * d, a.beta + t * H, d, H);
     }
     return;
   }
@@ -356,6 +391,11 @@ void TransformerBlock::decode(const Params& p, float* x, float* state, int64_t p
       linear_forward(w.gate_g, w.gate_u, p.value(gate2_w), p.value(gate2_b), 1, kGateRank, d);
       gate_activation(w.gate_g, d);
       gla_decode(w.att, state, q, k, v, w.gate_g, d, H);
+      break;
+    case Mixer::Delta:  // O(1) per token: the delta-rule state
+      linear_forward(w.beta, w.ln, p.value(beta_w), nullptr, 1, d, H);
+      sigmoid_inplace(w.beta, H);
+      delta_decode(w.att, state, q, k, v, w.beta, d, H);
       break;
     case Mixer::Combiner: {  // O(span + pos / span): the own span's keys and the summaries
       const CombinerState c = combiner_state(state, context);
