@@ -73,8 +73,8 @@ config.json, plus optimizer.safetensors and trainer_state.json for --resume).
   --clip X               gradient-norm clipping, 0 to disable               [1.0]
   --augment SPEC         none | shift | flip | shift,flip                   [auto]
                          auto: flip on Fashion-MNIST (mirror-symmetric classes), else none
-  --mixer NAME           token mixer: softmax, local or linear              [softmax]
-  --window W             keys each query sees with the local mixer
+  --mixer NAME           softmax, local, linear, gla, combiner or delta     [softmax]
+  --window W             local: keys each query sees; combiner: span [sqrt(length)]
   --drop-path X          stochastic depth rate (linear over depth)          [0]
   --dropout X            dropout on the residual branches                   [0]
   --threads N            threads (0: all cores)                             [0]
@@ -114,8 +114,8 @@ is split 90/10 into training and validation text (every tenth block of 4 KiB).
   --config NAME|FILE     kat_lm, gpt_lm or a config.json                     [kat_lm]
   --context N            context length (tokens) of a new model             [256]
   --positions rope|learned  position encoding of a new model                [rope]
-  --mixer NAME           token mixer: softmax, local or linear              [softmax]
-  --window W             keys each query sees with the local mixer
+  --mixer NAME           softmax, local, linear, gla, combiner or delta     [softmax]
+  --window W             local: keys each query sees; combiner: span [sqrt(length)]
   --steps N              training steps (about 20 minutes on 2 cores)       [1800]
   --batch N              sequences per step                                 [16]
   --lr X                 peak learning rate (AdamW)                         [0.002]
@@ -159,24 +159,39 @@ document), in windows of --context tokens (default and at most: the model's cont
 --text: the validation split of the default corpus (the fortunes).
 )";
 
-constexpr const char* kLraHelp = R"(usage: kat lra listops|image [options]
+constexpr const char* kLraHelp = R"(usage: kat lra TASK [options]
 
 Trains a sequence classifier (token embedding, learned positions, pre-norm blocks, mean pooling)
 on a Long Range Arena task, evaluates it on the validation set while training and prints the test
 accuracy at the end. Writes a run directory (metrics.jsonl, config.json, last/, best/).
 
-  listops   nested [MIN/[MAX/[MED/[SM expressions (LRA's rules, brackets kept as tokens);
-            generated with --seed, or LRA's basic_{train,val,test}.tsv from --data DIR
-  image     sequential Fashion-MNIST: 784 pixel tokens (--data DIR: another IDX dataset)
+TASK is one of:
+  listops     nested [MIN/[MAX/[MED/[SM expressions (LRA's rules, brackets kept as tokens);
+              generated with --seed, or LRA's basic_{train,val,test}.tsv from --data DIR
+  text        IMDb reviews, bytes as tokens, each cut to 1000 bytes as in LRA's code; --data DIR
+              is required: the aclImdb directory (train/, test/) of aclImdb_v1.tar.gz from
+              https://ai.stanford.edu/~amaas/data/sentiment/; a seeded tenth of train validates
+  retrieval   AAN citation pairs: text1 (up to 4000 bytes), a NUL byte, text2 (up to 4000);
+              --data DIR is required: LRA's tsv_data directory, which holds
+              new_aan_pairs.{train,eval,test}.tsv, from lra_release.gz
+              (https://storage.googleapis.com/long-range-arena/lra_release.gz)
+  image       CIFAR-10 as 1024 grayscale pixel tokens when --data DIR holds its binary files
+              (data_batch_1..5.bin, test_batch.bin); else sequential Fashion-MNIST, 784 pixel
+              tokens (--data DIR: another IDX dataset); the last tenth of train validates
+  pathfinder  32x32 images, 1024 pixel tokens: are the two marks joined by a dashed contour?
+              Generated with --seed (--train-size, --heldout; --export DIR writes LRA's layout),
+              or --data DIR: one difficulty directory of LRA's release, e.g.
+              lra_release/pathfinder32/curv_contour_length_14 (split 80/10/10 in file order)
+kat downloads nothing.
 
-  --mixer NAME           softmax, local or linear                           [softmax]
-  --window W             keys each query sees with the local mixer
+  --mixer NAME           softmax, local, linear, gla, combiner or delta     [softmax]
+  --window W             local: keys each query sees; combiner: span [sqrt(length)]
   --ffn kan|mlp          GR-KAN or GELU MLP feed-forward                    [kan]
   --config FILE.json     a sequence-classifier config (model_type "kat-seq")
   --data DIR             task files (see above)
-  --train-size N         generated ListOps training examples                [96000]
-  --heldout N            generated ListOps validation and test examples     [2000]
-  --export DIR           also write the generated ListOps as LRA's TSV files
+  --train-size N         generated ListOps / Pathfinder training examples   [96000]
+  --heldout N            generated validation and test examples (each)      [2000]
+  --export DIR           also write the generated data as LRA's files
   --steps N              training steps                                     [2000]
   --batch N              sequences per step                                 [32]
   --lr X                 peak learning rate (AdamW)                         [0.001]
@@ -526,7 +541,9 @@ int cmd_lra(int argc, char** argv) {
              "heldout",    "steps",   "batch", "lr",     "warmup",     "weight-decay", "eval-every",
              "eval-limit", "threads", "seed",  "out",    "stop-after", "log-every",    "progress"},
             {"overwrite"}, "lra");
-  check(a.positional.size() == 1, "kat lra takes one task: listops or image (see kat lra --help)");
+  check(
+      a.positional.size() == 1,
+      "kat lra takes one task: listops, text, retrieval, image or pathfinder (see kat lra --help)");
   LraOptions o;
   o.task = a.positional[0];
   o.data_dir = a.str("data");

@@ -16,8 +16,10 @@
 #include "kat/files.h"
 #include "kat/listops.h"
 #include "kat/lra.h"
+#include "kat/lra_files.h"
 #include "kat/optim.h"
 #include "kat/parallel.h"
+#include "kat/pathfinder.h"
 #include "kat/rng.h"
 #include "train/run_support.h"
 
@@ -26,7 +28,16 @@ using json = nlohmann::json;
 
 namespace {
 
-enum Purpose : uint64_t { kLraBatches = 6, kListOpsTrain = 7, kListOpsValid = 8, kListOpsTest = 9 };
+enum Purpose : uint64_t {
+  kLraBatches = 6,
+  kListOpsTrain = 7,
+  kListOpsValid = 8,
+  kListOpsTest = 9,
+  kPathfinderTrain = 10,
+  kPathfinderValid = 11,
+  kPathfinderTest = 12,
+  kImdbValid = 13
+};
 
 SequenceDataset from_listops(const std::vector<ListOpsExample>& examples, std::string source) {
   SequenceDataset d;
@@ -49,6 +60,17 @@ SequenceDataset from_images(const ImageDataset& images) {
   for (int64_t i = 0; i < images.count; i++) d.offsets.push_back((i + 1) * n);
   d.labels.assign(images.labels.begin(), images.labels.begin() + images.count);
   return d;
+}
+
+// Images [first, first + count) of a set.
+ImageDataset image_range(const ImageDataset& all, int64_t first, int64_t count) {
+  ImageDataset part;
+  part.channels = all.channels, part.height = all.height, part.width = all.width;
+  part.num_classes = all.num_classes, part.source = all.source, part.count = count;
+  const int64_t n = int64_t{all.channels} * all.height * all.width;
+  part.pixels.assign(all.pixels.begin() + first * n, all.pixels.begin() + (first + count) * n);
+  part.labels.assign(all.labels.begin() + first, all.labels.begin() + first + count);
+  return part;
 }
 
 // Runs fn(first, count) over runs of neighbouring sequences of equal length in idx[0..n).
@@ -83,7 +105,9 @@ int64_t SequenceDataset::max_length() const {
   return m;
 }
 
-std::vector<std::string> lra_task_names() { return {"listops", "image"}; }
+std::vector<std::string> lra_task_names() {
+  return {"listops", "text", "retrieval", "image", "pathfinder"};
+}
 
 LraData load_lra(const std::string& task, const std::string& data_dir, int64_t train_size,
                  uint64_t seed, const std::string& export_dir, int64_t heldout) {
@@ -117,21 +141,59 @@ LraData load_lra(const std::string& task, const std::string& data_dir, int64_t t
     data.test = from_listops(test, data.train.source);
     return data;
   }
+  if (task == "text") return load_imdb(data_dir, Rng::derive(seed, kImdbValid).next_u64());
+  if (task == "retrieval") return load_aan(data_dir);
   if (task == "image") {
+    // CIFAR-10 (LRA's data) when the directory holds its binary files, else an IDX dataset.
     const std::string dir = data_dir.empty() ? default_data_dir() : data_dir;
-    ImageDataset train = load_idx_split(dir, Split::Train), test = load_idx_split(dir, Split::Test);
+    const bool cifar = has_cifar10(dir);
+    const ImageDataset train =
+        cifar ? load_cifar10_gray(dir, Split::Train) : load_idx_split(dir, Split::Train);
+    const ImageDataset test =
+        cifar ? load_cifar10_gray(dir, Split::Test) : load_idx_split(dir, Split::Test);
     // The last 10% of the training images are the validation set.
-    ImageDataset valid = train;
-    const int64_t n_valid = train.count / 10, n = static_cast<int64_t>(train.height) * train.width;
-    valid.pixels.erase(valid.pixels.begin(), valid.pixels.begin() + (train.count - n_valid) * n);
-    valid.labels.erase(valid.labels.begin(), valid.labels.begin() + (train.count - n_valid));
-    valid.count = n_valid;
-    train.count -= n_valid;
-    data.train = from_images(train), data.valid = from_images(valid), data.test = from_images(test);
+    const int64_t n_valid = train.count / 10;
+    data.train = from_images(image_range(train, 0, train.count - n_valid));
+    data.valid = from_images(image_range(train, train.count - n_valid, n_valid));
+    data.test = from_images(test);
     return data;
   }
-  fail("unknown LRA task '", task,
-       "' (listops or image; text, retrieval and pathfinder are not in kat yet)");
+  if (task == "pathfinder") {
+    if (!data_dir.empty()) {
+      // LRA's files: 80% / 10% / 10% of the images in file order (boundaries rounded).
+      const ImageDataset all = read_pathfinder_dir(data_dir);
+      const int64_t a = (all.count * 8 + 5) / 10, b = (all.count * 9 + 5) / 10;
+      check(a > 0 && b > a && all.count > b, data_dir, ": ", all.count,
+            " images are too few to split 80/10/10");
+      data.train = from_images(image_range(all, 0, a));
+      data.valid = from_images(image_range(all, a, b - a));
+      data.test = from_images(image_range(all, b, all.count - b));
+      return data;
+    }
+    check(train_size > 0 && heldout > 0, "--train-size and --heldout must be positive");
+    const ImageDataset train =
+        generate_pathfinder(train_size, Rng::derive(seed, kPathfinderTrain).next_u64());
+    const ImageDataset valid =
+        generate_pathfinder(heldout, Rng::derive(seed, kPathfinderValid).next_u64());
+    const ImageDataset test =
+        generate_pathfinder(heldout, Rng::derive(seed, kPathfinderTest).next_u64());
+    if (!export_dir.empty()) {
+      // LRA's layout, train then validation then test (read back, they split 80/10/10 again:
+      // the same splits when --heldout is an eighth of --train-size).
+      ImageDataset all = train;
+      for (const ImageDataset* s : {&valid, &test}) {
+        all.pixels.insert(all.pixels.end(), s->pixels.begin(), s->pixels.end());
+        all.labels.insert(all.labels.end(), s->labels.begin(), s->labels.end());
+        all.count += s->count;
+      }
+      write_pathfinder_dir(export_dir, all);
+    }
+    const std::string source = "generated Pathfinder (seed " + std::to_string(seed) + ")";
+    data.train = from_images(train), data.valid = from_images(valid), data.test = from_images(test);
+    data.train.source = data.valid.source = data.test.source = source;
+    return data;
+  }
+  fail("unknown LRA task '", task, "' (listops, text, retrieval, image or pathfinder)");
 }
 
 SequenceConfig lra_config(const std::string& task, const LraData& data) {
@@ -140,9 +202,10 @@ SequenceConfig lra_config(const std::string& task, const LraData& data) {
   c.vocab_size = data.train.vocab_size, c.num_classes = data.train.num_classes;
   c.max_len = static_cast<int>(
       std::max({data.train.max_length(), data.valid.max_length(), data.test.max_length()}));
-  if (task == "image") {  // LRA: 1 layer, 32 wide; 2 heads so the mixers have something to mix
+  if (task == "image" || task == "pathfinder") {
+    // LRA: 1 layer, 32 wide (image: 1 head, pathfinder: 2); 2 heads for both here.
     c.embed_dim = 32, c.depth = 1, c.num_heads = 2, c.hidden = 64;
-  } else {  // LRA's ListOps model (6 x 512) scaled down to this CPU
+  } else {  // LRA's ListOps (6 x 512), text (4 x 256) and retrieval (4 x 128) scaled to this CPU
     c.embed_dim = 64, c.depth = 4, c.num_heads = 4, c.hidden = 128;
   }
   return c;
