@@ -35,6 +35,28 @@ TEST(LraCli, ListOpsRunsExportsAndReadsItsOwnFiles) {
   EXPECT_THAT(r.output, HasSubstr("basic_train.tsv"));
 }
 
+TEST(LraCli, ResumeContinuesExactly) {
+  TempDir dir("cli-lra-resume");
+  const std::string common =
+      " --train-size 30 --heldout 8 --steps 6 --batch 4 --eval-every 2 --eval-limit 8 --threads 2 "
+      "--progress lines";
+  auto r = run_kat("lra listops --out " + (dir / "whole") + common);
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = run_kat("lra listops --stop-after 3 --out " + (dir / "parts") + common);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--resume"));
+  expect_one_line_error(run_kat("lra listops --resume " + (dir / "parts/last") + " --lr 0.1"),
+                        "--lr");
+  r = run_kat("lra listops --resume " + (dir / "parts/last") + " --threads 2 --progress lines");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("resuming at step 3"));
+  for (const char* f : {"last/model.safetensors", "last/optimizer.safetensors"})
+    EXPECT_EQ(read_file(dir / ("whole/" + std::string(f))),
+              read_file(dir / ("parts/" + std::string(f))))
+        << f;
+  expect_one_line_error(run_kat("lra image --resume " + (dir / "parts/last")), "listops run");
+}
+
 TEST(LraCli, BadInputIsOneClearError) {
   TempDir dir("cli-lra-bad");
   expect_one_line_error(run_kat("lra pathx"), "pathx");

@@ -203,7 +203,8 @@ kat downloads nothing.
   --seed N               seed of the data, init and batches                 [0]
   --out DIR              run directory                   [runs/<arch>-<date>-<time>]
   --overwrite            replace a run already in --out
-  --stop-after N         stop at step N (as Ctrl-C does)
+  --resume CKPT          continue a run from its last/ or best/ exactly (--steps may extend it)
+  --stop-after N         stop at step N, saving last/ for --resume (as Ctrl-C does)
   --log-every N          steps between metric lines                         [50]
   --progress bar|lines   progress display [bar on a terminal, lines otherwise]
 )";
@@ -534,17 +535,43 @@ int cmd_eval_lm(int argc, char** argv) {
   return 0;
 }
 
+int report_lra(const LraResult& r) {
+  std::cout << "run directory:   " << r.run_dir << "\n"
+            << "validation accuracy " << std::fixed << std::setprecision(2)
+            << 100 * r.valid_accuracy << "%, test accuracy " << 100 * r.test_accuracy << "% after "
+            << r.steps << " steps in " << std::setprecision(0) << r.train_seconds << " s\n";
+  return 0;
+}
+
 int cmd_lra(int argc, char** argv) {
-  const Args a =
-      parse(argc, argv, 2,
-            {"mixer",      "window",  "ffn",   "config", "data",       "train-size",   "export",
-             "heldout",    "steps",   "batch", "lr",     "warmup",     "weight-decay", "eval-every",
-             "eval-limit", "threads", "seed",  "out",    "stop-after", "log-every",    "progress"},
-            {"overwrite"}, "lra");
+  const Args a = parse(argc, argv, 2,
+                       {"mixer",        "window",     "ffn",        "config",  "data", "train-size",
+                        "export",       "heldout",    "steps",      "batch",   "lr",   "warmup",
+                        "weight-decay", "eval-every", "eval-limit", "threads", "seed", "out",
+                        "stop-after",   "log-every",  "progress",   "resume"},
+                       {"overwrite"}, "lra");
+  LraOptions o;
+  if (a.has("resume")) {
+    for (const char* f :
+         {"mixer", "window", "ffn", "config", "data", "train-size", "export", "heldout", "batch",
+          "lr", "warmup", "weight-decay", "eval-every", "eval-limit", "seed", "out"})
+      check(!a.has(f), "--resume continues a run as it was started; --", f,
+            " cannot change it (--steps, --threads, --stop-after, --log-every and --progress can)");
+    o.steps = a.integer("steps", 0);
+    o.threads = static_cast<int>(a.integer("threads", 0));
+    o.stop_after = a.integer("stop-after", 0);
+    o.log_every = static_cast<int>(a.integer("log-every", o.log_every));
+    o.progress = parse_progress(a);
+    o = lra_resume_options(a.str("resume"), o);
+    check(a.positional.empty() || a.positional == std::vector<std::string>{o.task}, a.str("resume"),
+          " is a ", o.task, " run");
+    set_num_threads(o.threads);
+    const LraData data = load_lra(o.task, o.data_dir, o.train_size, o.seed, "", o.heldout);
+    return report_lra(train_lra(SequenceConfig{}, data, o, std::cerr));
+  }
   check(
       a.positional.size() == 1,
       "kat lra takes one task: listops, text, retrieval, image or pathfinder (see kat lra --help)");
-  LraOptions o;
   o.task = a.positional[0];
   o.data_dir = a.str("data");
   o.train_size = a.integer("train-size", o.train_size);
@@ -587,12 +614,7 @@ int cmd_lra(int argc, char** argv) {
         " tokens, longer than the config's max_len of ", c.max_len);
   check(data.train.vocab_size <= c.vocab_size && data.train.num_classes <= c.num_classes,
         "the config's vocab_size / num_classes are smaller than the data's");
-  const LraResult r = train_lra(c, data, o, std::cerr);
-  std::cout << "run directory:   " << r.run_dir << "\n"
-            << "validation accuracy " << std::fixed << std::setprecision(2)
-            << 100 * r.valid_accuracy << "%, test accuracy " << 100 * r.test_accuracy << "% after "
-            << r.steps << " steps in " << std::setprecision(0) << r.train_seconds << " s\n";
-  return 0;
+  return report_lra(train_lra(c, data, o, std::cerr));
 }
 
 int cmd_eval(int argc, char** argv) {

@@ -56,7 +56,13 @@ struct LraOptions {
   std::string out_dir;
   bool overwrite = false;
   int64_t stop_after = 0;
+  std::string resume;  // a checkpoint directory of the run to continue (set by lra_resume_options)
 };
+
+// --resume CKPT: the options the run was started with (task, data, seed, schedule, run directory)
+// from CKPT/trainer_state.json; `given` keeps threads, progress, logging and --stop-after, and its
+// steps when > 0 (a run may be extended). The model comes from CKPT when train_lra runs.
+LraOptions lra_resume_options(const std::string& checkpoint, const LraOptions& given);
 
 struct LraResult {
   std::string run_dir;
@@ -64,6 +70,8 @@ struct LraResult {
   int64_t steps = 0;
 };
 
+// Trains `config` from its init, or, with options.resume, continues that checkpoint exactly (same
+// weights, optimizer state and batches as an uninterrupted run; config is then the checkpoint's).
 LraResult train_lra(const SequenceConfig& config, const LraData& data, const LraOptions& options,
                     std::ostream& log);
 // Accuracy over the first `limit` sequences (0: all), equal-length neighbours batched together.

@@ -8,9 +8,11 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "kat/checkpoint.h"
 #include "kat/data.h"
 #include "kat/error.h"
 #include "kat/files.h"
@@ -231,21 +233,91 @@ double lra_accuracy(SequenceClassifier& model, const SequenceDataset& d, int bat
   return static_cast<double>(correct) / static_cast<double>(n);
 }
 
-LraResult train_lra(const SequenceConfig& config, const LraData& data, const LraOptions& o,
+namespace {
+
+json options_json(const LraOptions& o) {
+  return {{"task", o.task},
+          {"data_dir", o.data_dir},
+          {"train_size", o.train_size},
+          {"heldout", o.heldout},
+          {"steps", o.steps},
+          {"batch", o.batch},
+          {"lr", o.lr},
+          {"min_lr", o.min_lr},
+          {"weight_decay", o.weight_decay},
+          {"clip", o.clip},
+          {"warmup", o.warmup},
+          {"eval_every", o.eval_every},
+          {"eval_limit", o.eval_limit},
+          {"seed", o.seed}};
+}
+
+}  // namespace
+
+LraOptions lra_resume_options(const std::string& checkpoint, const LraOptions& given) {
+  LraOptions o = given;
+  const json state = read_trainer_state(checkpoint, [&](const json& j) {
+    o.task = j.at("task").get<std::string>();
+    o.data_dir = j.at("data_dir").get<std::string>();
+    o.train_size = j.at("train_size").get<int64_t>();
+    o.heldout = j.at("heldout").get<int64_t>();
+    o.steps = given.steps > 0 ? given.steps : j.at("steps").get<int64_t>();
+    o.batch = j.at("batch").get<int>();
+    o.lr = j.at("lr").get<float>();
+    o.min_lr = j.at("min_lr").get<float>();
+    o.weight_decay = j.at("weight_decay").get<float>();
+    o.clip = j.at("clip").get<float>();
+    o.warmup = j.at("warmup").get<int64_t>();
+    o.eval_every = j.at("eval_every").get<int64_t>();
+    o.eval_limit = j.at("eval_limit").get<int64_t>();
+    o.seed = j.at("seed").get<uint64_t>();
+  });
+  o.out_dir = state.at("run_dir").get<std::string>();
+  o.resume = state.at("resume_dir").get<std::string>();
+  return o;
+}
+
+LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const LraOptions& o,
                     std::ostream& log) {
   check(o.steps > 0 && o.batch > 0 && o.lr > 0 && o.eval_every > 0,
         "--steps, --batch, --lr and --eval-every must be positive");
   set_num_threads(o.threads);
-  SequenceClassifier model(config);
-  model.init(o.seed);
+  std::unique_ptr<SequenceClassifier> loaded;
+  if (!o.resume.empty()) loaded = load_sequence_model(o.resume);
+  SequenceClassifier fresh(loaded ? loaded->config() : config_in);
+  SequenceClassifier& model = loaded ? *loaded : fresh;
+  const SequenceConfig& config = model.config();
+  if (!loaded) model.init(o.seed);
+  check(data.train.max_length() <= config.max_len && data.test.max_length() <= config.max_len,
+        "the data has sequences of up to ",
+        std::max(data.train.max_length(), data.test.max_length()),
+        " tokens, longer than the model's max_len of ", config.max_len);
   const std::string out = o.out_dir.empty() ? default_run_dir(config.architecture) : o.out_dir;
-  prepare_run_dir(out, o.overwrite);
-  write_file_atomic(out + "/config.json", sequence_config_to_json(config));
-  std::ofstream metrics(out + "/metrics.jsonl", std::ios::app);
-  check(metrics.good(), out, "/metrics.jsonl: cannot open for writing");
+  if (!loaded) prepare_run_dir(out, o.overwrite);
   AdamWConfig ac;
   ac.weight_decay = o.weight_decay;
   AdamW opt(model.params(), ac);
+  int64_t step = 0;
+  double best = -1;
+  if (loaded) {
+    const json state = json::parse(read_text_file(o.resume + "/trainer_state.json"));
+    load_optimizer(o.resume, model.params(), opt);
+    step = state.at("step").get<int64_t>();
+    best = state.value("best_acc", best);
+    check(step == opt.steps(), o.resume, ": optimizer and trainer state disagree on the step");
+    check(step < o.steps, o.resume, " is at step ", step, " of ", o.steps,
+          ": give a larger --steps to train further");
+  }
+  write_file_atomic(out + "/config.json", sequence_config_to_json(config));
+  std::ofstream metrics(out + "/metrics.jsonl", std::ios::app);
+  check(metrics.good(), out, "/metrics.jsonl: cannot open for writing");
+  auto save_state = [&](const std::string& dir, int64_t at_step) {
+    save_sequence_model(dir, model);
+    save_optimizer(dir, model.params(), opt);
+    const json s = {
+        {"step", at_step}, {"best_acc", best}, {"run_dir", out}, {"options", options_json(o)}};
+    write_file_atomic(dir + "/trainer_state.json", s.dump(2) + "\n");
+  };
   Progress progress(log, o.progress == 1 || (o.progress == -1 && isatty(STDERR_FILENO)));
   {
     std::ostringstream s;
@@ -254,6 +326,7 @@ LraResult train_lra(const SequenceConfig& config, const LraData& data, const Lra
       << mixer_name(config.mixer) << " mixer) on " << data.train.size() << " sequences of "
       << data.train.source << " (up to " << data.train.max_length() << " tokens); " << o.steps
       << " steps of " << o.batch << ", " << num_threads() << " threads -> " << out;
+    if (step > 0) s << " (resuming at step " << step << ")";
     progress.message(s.str());
   }
   InterruptGuard interrupt;
@@ -262,8 +335,8 @@ LraResult train_lra(const SequenceConfig& config, const LraData& data, const Lra
   LraResult result;
   result.run_dir = out;
   const double t0 = now_seconds();
-  double t_window = t0, window_loss = 0, best = -1;
-  int64_t window_steps = 0, step = 0;
+  double t_window = t0, window_loss = 0;
+  int64_t window_steps = 0;
   const int64_t end = o.stop_after > 0 ? std::min(o.steps, o.stop_after) : o.steps;
   const uint64_t n_train = static_cast<uint64_t>(data.train.size());
   for (; step < end && !interrupt.interrupted();) {
@@ -314,16 +387,17 @@ LraResult train_lra(const SequenceConfig& config, const LraData& data, const Lra
                      .dump()
               << "\n";
       metrics.flush();
-      save_sequence_model(out + "/last", model);
-      if (is_best) save_sequence_model(out + "/best", model);
+      save_state(out + "/last", step);
+      if (is_best) save_state(out + "/best", step);
       result.valid_accuracy = acc;
       t_window = now_seconds();
     }
   }
   if (step < o.steps) {
-    save_sequence_model(out + "/last", model);
+    save_state(out + "/last", step);
     progress.message(std::string(interrupt.interrupted() ? "interrupted" : "stopped") + ": saved " +
-                     out + "/last at step " + std::to_string(step));
+                     out + "/last at step " + std::to_string(step) + "; continue with kat lra " +
+                     o.task + " --resume " + out + "/last");
   }
   result.steps = step;
   result.train_seconds = now_seconds() - t0;
