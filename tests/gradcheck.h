@@ -43,6 +43,26 @@ inline void expect_gradient(const std::function<double()>& loss, std::vector<flo
   EXPECT_EQ(failures, 0) << what;
 }
 
+// The same against a double-precision reference: analytic[i] - start (a kernel that accumulated
+// onto gradients that began at `start`) against central differences of loss() as x[i] moves by
+// +-1e-5, on about 300 evenly spaced indices.
+inline void expect_reference_gradient(const std::function<double()>& loss, std::vector<double>& x,
+                                      const std::vector<float>& analytic, double start,
+                                      const char* what) {
+  ASSERT_EQ(x.size(), analytic.size()) << what;
+  const int64_t n = static_cast<int64_t>(x.size()), step = std::max<int64_t>(1, n / 300);
+  for (int64_t i = 0; i < n; i += step) {
+    const double keep = x[i], eps = 1e-5;
+    x[i] = keep + eps;
+    const double up = loss();
+    x[i] = keep - eps;
+    const double down = loss();
+    x[i] = keep;
+    const double numeric = (up - down) / (2 * eps) + start;
+    ASSERT_NEAR(analytic[i], numeric, 1e-4 + 1e-3 * std::fabs(numeric)) << what << " " << i;
+  }
+}
+
 // sum_i w_i y_i in double: a scalar loss whose gradient wrt y is w.
 inline double dot(const std::vector<float>& w, const float* y) {
   double s = 0;

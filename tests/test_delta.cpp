@@ -68,22 +68,8 @@ void expect_reference_gradients(const std::vector<float>& qkv, const std::vector
     for (size_t i = 0; i < ref.size(); i++) l += R[i] * ref[i];
     return l;
   };
-  auto check = [&](std::vector<double>& x, const std::vector<float>& analytic, double start,
-                   const char* what) {
-    const int64_t n = static_cast<int64_t>(x.size()), step = std::max<int64_t>(1, n / 300);
-    for (int64_t i = 0; i < n; i += step) {
-      const double keep = x[i], eps = 1e-5;
-      x[i] = keep + eps;
-      const double up = loss();
-      x[i] = keep - eps;
-      const double down = loss();
-      x[i] = keep;
-      const double numeric = (up - down) / (2 * eps) + start;
-      ASSERT_NEAR(analytic[i], numeric, 1e-4 + 1e-3 * std::fabs(numeric)) << what << " " << i;
-    }
-  };
-  check(qd, dqkv, 0.25, "dqkv");
-  check(bd, dbeta, -0.5, "dbeta");
+  testing::expect_reference_gradient(loss, qd, dqkv, 0.25, "dqkv");
+  testing::expect_reference_gradient(loss, bd, dbeta, -0.5, "dbeta");
 }
 
 // Keys drawn from only 3 directions plus a little noise: within a chunk many keys nearly repeat,

@@ -25,6 +25,7 @@
 
 #include "kat/kernels.h"
 #include "kat/parallel.h"
+#include "reversed_scan.h"
 
 namespace kat {
 namespace {
@@ -229,20 +230,6 @@ void scan_backward(const Head& w, int64_t T, int64_t hd) {
   }
 }
 
-// out's head rows (stride C) = the first scan's output, or += the reversed scan's.
-void store_output(float* out, const Head& w, int64_t T, int64_t C, int64_t hd, bool reversed) {
-  for (int64_t t = 0; t < T; t++) {
-    const float* o = w.o + t * hd;
-    if (reversed) {
-      float* dst = out + (T - 1 - t) * C;
-#pragma omp simd
-      for (int64_t c = 0; c < hd; c++) dst[c] += o[c];
-    } else {
-      std::copy(o, o + hd, out + t * C);
-    }
-  }
-}
-
 // dst (+)= r (g - x^ (x^ . g)): the gradient g with respect to x^ = x r taken back to x.
 void normalise_backward(float* dst, const float* g, const float* xhat, float r, int64_t hd,
                         bool add) {
@@ -299,7 +286,7 @@ void delta_forward(float* out, float* scratch, const float* qkv, const float* be
       if (reversed && causal) break;
       load(w, q, bt, nullptr, T, C, H, hd, reversed);
       scan_forward(w, T, hd);
-      store_output(o, w, T, C, hd, reversed);
+      store_scan_output(o, w.o, T, C, hd, reversed);
     }
   }
 }

@@ -27,6 +27,7 @@
 
 #include "kat/kernels.h"
 #include "kat/parallel.h"
+#include "reversed_scan.h"
 #include "vec_math.h"
 
 namespace kat {
@@ -246,20 +247,6 @@ void scan_backward(const Head& w, int64_t T, int64_t hd) {
   }
 }
 
-// out's head rows (stride C) = the first scan's output, or += the reversed scan's.
-void store_output(float* out, const Head& w, int64_t T, int64_t C, int64_t hd, bool reversed) {
-  for (int64_t t = 0; t < T; t++) {
-    const float* o = w.o + t * hd;
-    if (reversed) {
-      float* dst = out + (T - 1 - t) * C;
-#pragma omp simd
-      for (int64_t c = 0; c < hd; c++) dst[c] += o[c];
-    } else {
-      std::copy(o, o + hd, out + t * C);
-    }
-  }
-}
-
 // The scan's dq, dk, dv into dqkv's head rows (row stride 3C) and its gate gradient
 // dg_s = sum_{t >= s} (q_t * dq_t - k_t * dk_t) into dg (row stride C), added, or written when
 // `add` is false. Scan rows map back to sequence rows: row t of a reversed scan is row T-1-t and
@@ -317,7 +304,7 @@ void gla_forward(float* out, float* scratch, const float* qkv, const float* g, i
       if (reversed && causal) break;
       load(w, q, gh, nullptr, T, C, hd, reversed);
       scan_forward(w, T, hd);
-      store_output(o, w, T, C, hd, reversed);
+      store_scan_output(o, w.o, T, C, hd, reversed);
     }
     if (causal) continue;
     for (int64_t i = 0; i < T; i++) {  // both scans counted key i for query i
