@@ -107,8 +107,12 @@ TEST(LmDecode, CombinerSpansAndSummariesEqualFullRecompute) {
 TEST(LmDecode, DeltaRuleStateEqualsFullRecompute) {
   check_cache_equals_recompute(tiny_lm(Ffn::Kan, Positions::Learned, false, Mixer::Delta));
 }
-TEST(LmGradients, DeltaMixer) {
+TEST(LmDecode, SsmStateEqualsFullRecompute) {
+  check_cache_equals_recompute(tiny_lm(Ffn::Mlp, Positions::Rope, true, Mixer::Ssm));
+}
+TEST(LmGradients, DeltaAndSsmMixers) {
   check_lm_gradients(tiny_lm(Ffn::Kan, Positions::Rope, true, Mixer::Delta));
+  check_lm_gradients(tiny_lm(Ffn::Kan, Positions::Learned, false, Mixer::Ssm));
 }
 TEST(LmGradients, GlaAndCombinerMixers) {
   check_lm_gradients(tiny_lm(Ffn::Mlp, Positions::Learned, false, Mixer::Gla));

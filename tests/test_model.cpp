@@ -50,9 +50,11 @@ TEST(ModelGradients, KatWithLocalAndLinearMixers) {
   check_model_gradients(c, false);
 }
 
-TEST(ModelGradients, VitWithDeltaMixer) {
+TEST(ModelGradients, VitWithDeltaAndSsmMixers) {
   ModelConfig c = tiny(Ffn::Mlp);
   c.mixer = Mixer::Delta;
+  check_model_gradients(c, false);
+  c.mixer = Mixer::Ssm;
   check_model_gradients(c, false);
 }
 

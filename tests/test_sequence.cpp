@@ -37,6 +37,7 @@ TEST(SequenceGradients, KanSoftmax) {
 TEST(SequenceGradients, MlpLocal) { check_sequence_gradients(tiny_seq(Ffn::Mlp, Mixer::Local)); }
 TEST(SequenceGradients, KanLinear) { check_sequence_gradients(tiny_seq(Ffn::Kan, Mixer::Linear)); }
 TEST(SequenceGradients, KanDelta) { check_sequence_gradients(tiny_seq(Ffn::Kan, Mixer::Delta)); }
+TEST(SequenceGradients, MlpSsm) { check_sequence_gradients(tiny_seq(Ffn::Mlp, Mixer::Ssm)); }
 TEST(SequenceGradients, MlpGla) { check_sequence_gradients(tiny_seq(Ffn::Mlp, Mixer::Gla)); }
 TEST(SequenceGradients, KanCombiner) {
   check_sequence_gradients(tiny_seq(Ffn::Kan, Mixer::Combiner));  // span sqrt(12) -> 4

@@ -14,13 +14,15 @@ enum class Ffn { Kan, Mlp };  // GR-KAN feed-forward (KAT) or GELU MLP (ViT)
 // (softmax over a sliding window of `window` keys), linear attention (elu + 1 feature map), gated
 // linear attention (GLA: per-channel learned decay), Combiner-Fixed (direct attention inside
 // spans of `window` tokens, default sqrt of the longest sequence, plus one summary per other span)
-// or DeltaNet (the delta rule; bidirectional models add a reverse scan).
-enum class Mixer { Softmax, Local, Linear, Gla, Combiner, Delta };
+// DeltaNet (the delta rule; bidirectional models add a reverse scan) or a selective state space
+// (Mamba-2's scalar-decay form: per head, h_t = exp(dt_t A) h_{t-1} + dt_t k_t^T v_t, y_t = q_t h_t
+// + D v_t, dt_t = softplus(W x_t + b); q, k, v play Mamba's C, B, x).
+enum class Mixer { Softmax, Local, Linear, Gla, Combiner, Delta, Ssm };
 const char* mixer_name(Mixer m);
 Mixer parse_mixer(const std::string& name);  // error lists the names
 // Every mixer, in the order above.
-inline constexpr Mixer kMixers[] = {Mixer::Softmax, Mixer::Local,    Mixer::Linear,
-                                    Mixer::Gla,     Mixer::Combiner, Mixer::Delta};
+inline constexpr Mixer kMixers[] = {Mixer::Softmax,  Mixer::Local, Mixer::Linear, Mixer::Gla,
+                                    Mixer::Combiner, Mixer::Delta, Mixer::Ssm};
 // The window a block runs with for sequences of up to max_len tokens: local's window, combiner's
 // span (`window`, or ceil(sqrt(max_len)) when 0); 0 for the others.
 int64_t mixer_window(Mixer m, int window, int64_t max_len);

@@ -43,6 +43,8 @@ const char* mixer_name(Mixer m) {
       return "combiner";
     case Mixer::Delta:
       return "delta";
+    case Mixer::Ssm:
+      return "ssm";
   }
   return "?";
 }
@@ -50,7 +52,7 @@ const char* mixer_name(Mixer m) {
 Mixer parse_mixer(const std::string& name) {
   for (Mixer m : kMixers)
     if (name == mixer_name(m)) return m;
-  fail("unknown mixer '", name, "' (softmax, local, linear, gla, combiner or delta)");
+  fail("unknown mixer '", name, "' (softmax, local, linear, gla, combiner, delta or ssm)");
 }
 
 int64_t mixer_window(Mixer m, int window, int64_t max_len) {

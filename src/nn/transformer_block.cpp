@@ -44,6 +44,68 @@ void sigmoid_backward_inplace(float* dy, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; i++) dy[i] *= y[i] * (1.0f - y[i]);
 }
 
+void softplus_inplace(float* x, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i++) x[i] = x[i] > 20.0f ? x[i] : std::log1p(std::exp(x[i]));
+}
+
+// The ssm's scan inputs from qkv [R, 3C] and the steps dt [R, H]: sq = qkv with k scaled by dt
+// (Mamba's dt B), g = dt A per head (A = -exp(A_log)) on every key channel.
+void ssm_scan_inputs(float* sq, float* g, const float* qkv, const float* dt, const float* a_log,
+                     int64_t R, int64_t C, int64_t H) {
+  const int64_t hd = C / H;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < R; r++) {
+    const float* in = qkv + r * 3 * C;
+    float* out = sq + r * 3 * C;
+    std::copy(in, in + 3 * C, out);
+    for (int64_t h = 0; h < H; h++) {
+      const float step = dt[r * H + h], decay = -std::exp(a_log[h]) * step;
+      for (int64_t c = h * hd; c < (h + 1) * hd; c++) out[C + c] *= step, g[r * C + c] = decay;
+    }
+  }
+}
+
+// y += D v per head (Mamba's skip connection; v plays x).
+void ssm_skip(float* y, const float* qkv, const float* skip, int64_t R, int64_t C, int64_t H) {
+  const int64_t hd = C / H;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < R; r++)
+    for (int64_t c = 0; c < C; c++) y[r * C + c] += skip[c / hd] * qkv[r * 3 * C + 2 * C + c];
+}
+
+// From the scan's gradients (dqkv for the scaled inputs, dg for the decays) and dy: dqkv for the
+// block's qkv (dk scaled back by dt, dv + D dy), the steps' gradient through softplus (dz [R, H]),
+// and dA_log, dD (accumulated; sums in double, rows in order).
+void ssm_backward(float* dqkv, float* dz, float* da_log, float* dskip, const float* dg,
+                  const float* dy, const float* qkv, const float* dt, const float* a_log,
+                  const float* skip, int64_t R, int64_t C, int64_t H) {
+  const int64_t hd = C / H;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < R; r++)
+    for (int64_t h = 0; h < H; h++) {
+      const float step = dt[r * H + h], a = -std::exp(a_log[h]);
+      float ddt = 0.0f;
+      for (int64_t c = h * hd; c < (h + 1) * hd; c++) {
+        float& dk = dqkv[r * 3 * C + C + c];
+        ddt += dg[r * C + c] * a + dk * qkv[r * 3 * C + C + c];
+        dk *= step;
+        dqkv[r * 3 * C + 2 * C + c] += skip[h] * dy[r * C + c];
+      }
+      dz[r * H + h] = ddt * -std::expm1(-step);  // softplus'(z) = 1 - exp(-dt)
+    }
+  for (int64_t h = 0; h < H; h++) {
+    const double a = -std::exp(static_cast<double>(a_log[h]));
+    double sa = 0, sd = 0;
+    for (int64_t r = 0; r < R; r++)
+      for (int64_t c = h * hd; c < (h + 1) * hd; c++) {
+        sa += static_cast<double>(dg[r * C + c]) * dt[r * H + h] * a;  // dA / dA_log = A
+        sd += static_cast<double>(dy[r * C + c]) * qkv[r * 3 * C + 2 * C + c];
+      }
+    da_log[h] += static_cast<float>(sa), dskip[h] += static_cast<float>(sd);
+  }
+}
+
 // dz = dg * dlog(alpha)/dz in place, from g = log alpha: sigmoid(-z) / 16 = -expm1(16 g) / 16.
 void gate_activation_backward(float* dg, const float* g, int64_t n) {
 #pragma omp parallel for schedule(static)
@@ -54,7 +116,7 @@ void gate_activation_backward(float* dg, const float* g, int64_t n) {
 
 void DecodeWork::plan(const BlockShape& s, int64_t n) {
   const int64_t d = s.dim, hid = s.hidden;
-  buf.assign(d + 2 + 3 * d + d + d + d + hid + hid + n + kGateRank + d + s.heads, 0.0f);
+  buf.assign(d + 2 + 3 * d + d + d + d + hid + hid + n + kGateRank + d + s.heads + 3 * d, 0.0f);
   float* at = buf.data();
   for (auto [p, count] : {std::pair{&ln, d},
                           {&stats, int64_t{2}},
@@ -67,7 +129,8 @@ void DecodeWork::plan(const BlockShape& s, int64_t n) {
                           {&scores, n},
                           {&gate_u, kGateRank},
                           {&gate_g, d},
-                          {&beta, s.heads}})
+                          {&beta, s.heads},
+                          {&key, 3 * d}})
     *p = at, at += count;
 }
 
@@ -89,6 +152,12 @@ TransformerBlock::TransformerBlock(Params& params, const std::string& prefix, co
   }
   if (s.mixer == Mixer::Delta)  // flash-linear-attention's DeltaNet: beta = sigmoid(b_proj x)
     beta_w = params.add(prefix + "attn.b_proj.weight", {s.heads, d}, ParamKind::Weight);
+  if (s.mixer == Mixer::Ssm) {  // Mamba-2's names; dt = softplus(dt_proj x + dt_bias)
+    dt_w = params.add(prefix + "attn.dt_proj.weight", {s.heads, d}, ParamKind::Weight);
+    dt_b = params.add(prefix + "attn.dt_bias", {s.heads}, ParamKind::Bias);
+    a_log = params.add(prefix + "attn.A_log", {s.heads}, ParamKind::Bias);
+    skip_d = params.add(prefix + "attn.D", {s.heads}, ParamKind::Bias);
+  }
   norm2_w = params.add(name(n.norm2, "weight"), {d}, ParamKind::Norm);
   norm2_b = params.add(name(n.norm2, "bias"), {d}, ParamKind::Norm);
   const bool kan = s.ffn == Ffn::Kan;
@@ -127,6 +196,13 @@ void TransformerBlock::forward(const Params& p, const float* x, BlockActs& a, fl
       break;
     case Mixer::Combiner:
       combiner_forward(a.atty, a.lse, attn_scratch, a.qkv, B, T, d, H, s.window, s.causal);
+      break;
+    case Mixer::Ssm:
+      linear_forward(a.beta, a.ln1, p.value(dt_w), p.value(dt_b), BT, d, H);
+      softplus_inplace(a.beta, BT * H);
+      ssm_scan_inputs(a.ssm_qkv, a.gate_g, a.qkv, a.beta, p.value(a_log), BT, d, H);
+      gla_forward(a.atty, attn_scratch, a.ssm_qkv, a.gate_g, B, T, d, H, s.causal);
+      ssm_skip(a.atty, a.qkv, p.value(skip_d), BT, d, H);
       break;
     case Mixer::Delta:
       linear_forward(a.beta, a.ln1, p.value(beta_w), nullptr, BT, d, H);
@@ -203,6 +279,12 @@ void TransformerBlock::backward(Params& p, float* dres, const float* x, const Bl
       delta_backward(w.dqkv, w.dbeta, w.attn_scratch, w.datty, a.qkv, a.beta, B, T, d, H, s.causal,
                      false);
       break;
+    case Mixer::Ssm:
+      gla_backward(w.dqkv, w.dgate_g, w.attn_scratch, w.datty, a.ssm_qkv, a.gate_g, B, T, d, H,
+                   s.causal, false);
+      ssm_backward(w.dqkv, w.dbeta, p.grad(a_log), p.grad(skip_d), w.dgate_g, w.datty, a.qkv,
+                   a.beta, p.value(a_log), p.value(skip_d), BT, d, H);
+      break;
     case Mixer::Softmax:
     case Mixer::Local:
       attention_backward(w.dqkv, w.attn_scratch, w.datty, a.atty, a.qkv, a.lse, B, T, d, H, mask(),
@@ -218,6 +300,9 @@ void TransformerBlock::backward(Params& p, float* dres, const float* x, const Bl
     linear_backward(w.dln, p.grad(gate1_w), nullptr, w.dgate_u, a.ln1, p.value(gate1_w), BT, d,
                     kGateRank, true);
   }
+  if (s.mixer == Mixer::Ssm)  // dt's path back through dt_proj
+    linear_backward(w.dln, p.grad(dt_w), p.grad(dt_b), w.dbeta, a.ln1, p.value(dt_w), BT, d, H,
+                    true);
   if (s.mixer == Mixer::Delta) {  // through the sigmoid and b_proj
     sigmoid_backward_inplace(w.dbeta, a.beta, BT * H);
     linear_backward(w.dln, p.grad(beta_w), nullptr, w.dbeta, a.ln1, p.value(beta_w), BT, d, H,
@@ -245,6 +330,15 @@ void TransformerBlock::init(Params& p, Rng& rng, const BlockInitStd& std, bool t
   if (shape_.mixer == Mixer::Gla)
     normal(gate1_w, std.qkv), normal(gate2_w, std.qkv), fill(gate2_b, 0);
   if (shape_.mixer == Mixer::Delta) normal(beta_w, std.qkv);
+  if (shape_.mixer == Mixer::Ssm) {  // Mamba-2: A in [1, 16], dt in [0.001, 0.1] log-uniform, D 1
+    normal(dt_w, std.qkv), fill(skip_d, 1);
+    for (int64_t h = 0; h < shape_.heads; h++) {
+      p.value(a_log)[h] = std::log(1.0f + 15.0f * rng.uniform());
+      const float dt =
+          std::exp(std::log(1e-3f) + rng.uniform() * (std::log(0.1f) - std::log(1e-3f)));
+      p.value(dt_b)[h] = dt + std::log(-std::expm1(-dt));  // softplus(dt_bias) = dt
+    }
+  }
   if (shape_.ffn != Ffn::Kan) return;
   for (auto [num, den, mode] : {std::tuple{act1_num, act1_den, std::string("identity")},
                                 std::tuple{act2_num, act2_den, act_init}}) {
@@ -277,6 +371,8 @@ int64_t TransformerBlock::mixer_scratch_floats(int64_t T) const {
       return combiner_scratch_floats(T, d, H, shape_.window);
     case Mixer::Delta:
       return delta_scratch_floats(T, d, H);
+    case Mixer::Ssm:
+      return gla_scratch_floats(T, d, H);
     case Mixer::Softmax:
     case Mixer::Local:
       break;
@@ -291,6 +387,7 @@ int64_t TransformerBlock::decode_state_floats(int64_t context) const {
       return shape_.heads * (hd * hd + hd);
     case Mixer::Gla:
     case Mixer::Delta:
+    case Mixer::Ssm:
       return shape_.heads * hd * hd;
     case Mixer::Combiner:  // keys, values, then the summaries (max keys, mean values) per span
       return 2 * context * d + 2 * span_count(context) * d;
@@ -334,11 +431,11 @@ void TransformerBlock::prefill_state(float* state, const BlockActs& a, int64_t n
       linear_state_add(state, a.qkv + t * 3 * d + d, a.qkv + t * 3 * d + 2 * d, d, H);
     return;
   }
-  if (shape_.mixer == Mixer::Gla || shape_.mixer == Mixer::Delta) {
+  if (shape_.mixer == Mixer::Gla || shape_.mixer == Mixer::Delta || shape_.mixer == Mixer::Ssm) {
     std::vector<float> out(d);  // the recurrence over the prompt; its outputs are not needed
     for (int64_t t = 0; t < n; t++) {
-      const float* row = a.qkv + t * 3 * d;
-      if (shape_.mixer == Mixer::Gla)
+      const float* row = (shape_.mixer == Mixer::Ssm ? a.ssm_qkv : a.qkv) + t * 3 * d;
+      if (shape_.mixer != Mixer::Delta)
         gla_decode(out.data(), state, row, row + d, row + 2 * d, a.gate_g + t * d, d, H);
       else
         delta_decode(out.data(), state, row, row + d, row + 2 * d, a.beta + t * H, d, H);
@@ -391,6 +488,13 @@ void TransformerBlock::decode(const Params& p, float* x, float* state, int64_t p
       linear_forward(w.gate_g, w.gate_u, p.value(gate2_w), p.value(gate2_b), 1, kGateRank, d);
       gate_activation(w.gate_g, d);
       gla_decode(w.att, state, q, k, v, w.gate_g, d, H);
+      break;
+    case Mixer::Ssm:  // O(1) per token: the state space's state
+      linear_forward(w.beta, w.ln, p.value(dt_w), p.value(dt_b), 1, d, H);
+      softplus_inplace(w.beta, H);
+      ssm_scan_inputs(w.key, w.gate_g, w.qkv, w.beta, p.value(a_log), 1, d, H);  // key: 3d floats
+      gla_decode(w.att, state, q, w.key + d, v, w.gate_g, d, H);
+      ssm_skip(w.att, w.qkv, p.value(skip_d), 1, d, H);
       break;
     case Mixer::Delta:  // O(1) per token: the delta-rule state
       linear_forward(w.beta, w.ln, p.value(beta_w), nullptr, 1, d, H);

@@ -53,22 +53,24 @@ struct Rope {
 struct BlockActs {
   float *ln1, *ln1_mean, *ln1_rstd, *qkv, *lse, *atty, *res1;
   float *ln2, *ln2_mean, *ln2_rstd, *a1, *h, *a2, *res2;  // a1: KAN only; res2 is the output
-  float *gate_u, *gate_g;  // GLA only: W1 x [rows, kGateRank] and the log decays [rows, dim]
-  float* beta;             // delta only: the write strengths [rows, heads]
+  float *gate_u, *gate_g;  // GLA: W1 x [rows, kGateRank]; GLA, ssm: the log decays [rows, dim]
+  float* beta;             // delta: the write strengths, ssm: the steps dt [rows, heads]
+  float* ssm_qkv;          // ssm: qkv with k scaled by dt, what the scan reads [rows, 3 dim]
   float *mask1, *mask2;    // per-element scales of the two branches (dropout x drop-path), or null
 };
 
 // Gradient buffers the backward passes through, shared by all blocks of a model.
 struct BlockWork {
   float *dtmp, *dln, *dqkv, *datty, *da1, *dh, *da2, *attn_scratch;
-  float *dgate_g, *dgate_u;  // GLA only
-  float* dbeta;              // delta only
+  float *dgate_g, *dgate_u;  // GLA (dgate_g: also ssm)
+  float* dbeta;              // delta, ssm
 };
 
 // One-token buffers of decode(): n = the longest context.
 struct DecodeWork {
   std::vector<float> buf;
   float *ln, *stats, *qkv, *att, *branch, *a1, *h, *a2, *scores, *gate_u, *gate_g, *beta;
+  float* key;  // ssm: the token's scan inputs [3 dim]
   void plan(const BlockShape& s, int64_t n);
 };
 
@@ -85,9 +87,11 @@ class TransformerBlock {
     take(a.ln1, rows * d), take(a.ln1_mean, rows), take(a.ln1_rstd, rows);
     take(a.qkv, rows * 3 * d), take(a.lse, rows * shape_.heads), take(a.atty, rows * d);
     take(a.res1, rows * d), take(a.ln2, rows * d), take(a.ln2_mean, rows), take(a.ln2_rstd, rows);
-    a.a1 = a.mask1 = a.mask2 = a.gate_u = a.gate_g = a.beta = nullptr;
+    a.a1 = a.mask1 = a.mask2 = a.gate_u = a.gate_g = a.beta = a.ssm_qkv = nullptr;
     if (shape_.mixer == Mixer::Gla) take(a.gate_u, rows * kGateRank), take(a.gate_g, rows * d);
     if (shape_.mixer == Mixer::Delta) take(a.beta, rows * shape_.heads);
+    if (shape_.mixer == Mixer::Ssm)
+      take(a.beta, rows * shape_.heads), take(a.gate_g, rows * d), take(a.ssm_qkv, rows * 3 * d);
     if (shape_.ffn == Ffn::Kan) take(a.a1, rows * d);
     take(a.h, rows * hid), take(a.a2, rows * hid), take(a.res2, rows * d);
     if (masks) take(a.mask1, rows * d), take(a.mask2, rows * d);
@@ -101,6 +105,7 @@ class TransformerBlock {
     w.dgate_g = w.dgate_u = w.dbeta = nullptr;
     if (s.mixer == Mixer::Gla) take(w.dgate_g, rows * s.dim), take(w.dgate_u, rows * kGateRank);
     if (s.mixer == Mixer::Delta) take(w.dbeta, rows * s.heads);
+    if (s.mixer == Mixer::Ssm) take(w.dbeta, rows * s.heads), take(w.dgate_g, rows * s.dim);
   }
 
   // Norms 1 and 0, biases 0, the weight matrices N(0, std^2) in the order qkv, proj, fc1, fc2
@@ -116,7 +121,7 @@ class TransformerBlock {
   int64_t mixer_scratch_floats(int64_t T) const;
   // Floats of generation state for a context of `context` tokens: the keys and values (softmax,
   // local; combiner adds the span summaries), the running sums S, z of every head (linear) or S
-  // (gla, delta).
+  // (gla, delta, ssm).
   int64_t decode_state_floats(int64_t context) const;
   // Fills the state from the forward of a prompt of n tokens (batch 1) held in a.
   void prefill_state(float* state, const BlockActs& a, int64_t n, int64_t context) const;
@@ -138,8 +143,9 @@ class TransformerBlock {
   // Parameter indices (act* are -1 for the MLP).
   int norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b;
   int act1_num = -1, act1_den = -1, fc1_w, fc1_b, act2_num = -1, act2_den = -1, fc2_w, fc2_b;
-  int gate1_w = -1, gate2_w = -1, gate2_b = -1;  // GLA's attn.gk_proj.{0,1}
-  int beta_w = -1;                               // delta's attn.b_proj
+  int gate1_w = -1, gate2_w = -1, gate2_b = -1;       // GLA's attn.gk_proj.{0,1}
+  int beta_w = -1;                                    // delta's attn.b_proj
+  int dt_w = -1, dt_b = -1, a_log = -1, skip_d = -1;  // ssm's attn.dt_proj, dt_bias, A_log, D
 
  private:
   AttentionMask mask() const {
