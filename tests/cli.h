@@ -17,8 +17,10 @@ struct RunResult {
   std::string output;  // stdout and stderr together
 };
 
-inline RunResult run_kat(const std::string& args) {
-  const std::string cmd = std::string(KAT_BINARY_PATH) + " " + args + " 2>&1";
+// `env`: assignments put before the command, e.g. "PATH=/nowhere".
+inline RunResult run_kat(const std::string& args, const std::string& env = "") {
+  const std::string cmd =
+      (env.empty() ? "" : "env " + env + " ") + std::string(KAT_BINARY_PATH) + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   RunResult r{-1, ""};
   if (!p) return r;

@@ -26,6 +26,8 @@
 #include "kat/lm_trainer.h"
 #include "kat/lra.h"
 #include "kat/parallel.h"
+#include "kat/plot.h"
+#include "kat/report.h"
 #include "kat/text.h"
 #include "kat/trainer.h"
 
@@ -46,6 +48,8 @@ commands:
   eval-lm CKPT   bits per byte and perplexity of a language model on text
   lra TASK       train and test a sequence classifier on a Long Range Arena task
   info CKPT      configuration and parameter counts of a checkpoint
+  report RUN_DIR          one HTML page of a run: curves, learned functions, predictions
+  plot-activations CKPT   the learned GR-KAN functions of a checkpoint as SVG or PNG
   fit-rational ACT        least-squares GR-KAN coefficients for an activation
   configs        list the named model configurations
 
@@ -73,7 +77,7 @@ config.json, plus optimizer.safetensors and trainer_state.json for --resume).
   --clip X               gradient-norm clipping, 0 to disable               [1.0]
   --augment SPEC         none | shift | flip | shift,flip                   [auto]
                          auto: flip on Fashion-MNIST (mirror-symmetric classes), else none
-  --mixer NAME           softmax, local, linear, gla, combiner or delta     [softmax]
+  --mixer NAME           softmax, local, linear, gla, combiner, delta, ssm  [softmax]
   --window W             local: keys each query sees; combiner: span [sqrt(length)]
   --drop-path X          stochastic depth rate (linear over depth)          [0]
   --dropout X            dropout on the residual branches                   [0]
@@ -114,7 +118,7 @@ is split 90/10 into training and validation text (every tenth block of 4 KiB).
   --config NAME|FILE     kat_lm, gpt_lm or a config.json                     [kat_lm]
   --context N            context length (tokens) of a new model             [256]
   --positions rope|learned  position encoding of a new model                [rope]
-  --mixer NAME           softmax, local, linear, gla, combiner or delta     [softmax]
+  --mixer NAME           softmax, local, linear, gla, combiner, delta, ssm  [softmax]
   --window W             local: keys each query sees; combiner: span [sqrt(length)]
   --steps N              training steps (about 20 minutes on 2 cores)       [1800]
   --batch N              sequences per step                                 [16]
@@ -184,7 +188,7 @@ TASK is one of:
               lra_release/pathfinder32/curv_contour_length_14 (split 80/10/10 in file order)
 kat downloads nothing.
 
-  --mixer NAME           softmax, local, linear, gla, combiner or delta     [softmax]
+  --mixer NAME           softmax, local, linear, gla, combiner, delta, ssm  [softmax]
   --window W             local: keys each query sees; combiner: span [sqrt(length)]
   --ffn kan|mlp          GR-KAN or GELU MLP feed-forward                    [kan]
   --config FILE.json     a sequence-classifier config (model_type "kat-seq")
@@ -212,6 +216,36 @@ kat downloads nothing.
 constexpr const char* kInfoHelp = R"(usage: kat info CKPT
 
 Prints the configuration and the parameter count of every tensor and of every module type.
+)";
+
+constexpr const char* kReportHelp = R"(usage: kat report RUN_DIR [--out FILE.html] [options]
+
+Writes one self-contained HTML page about a run directory of kat train, train-lm or lra (inline
+SVG and PNG, no script, nothing fetched: it opens from disk): the model's configuration; the
+loss, accuracy, learning-rate and throughput curves of metrics.jsonl; every learned GR-KAN
+function over [-4, 4] drawn over its initial function; for image classifiers the confusion
+matrix and a grid of test images with predicted and true classes, misclassified first; for
+language models two samples (temperatures 0.5 and 1.0); for LRA runs the confusion matrix; and
+for the softmax, local and linear mixers the attention maps of one example per layer and head.
+What a run lacks (no checkpoint yet, no GR-KAN layers, test data not found) is said on the page.
+
+  --out FILE.html        the page                                  [RUN_DIR/report.html]
+  --checkpoint C         last, best or a checkpoint directory      [last/, else best/]
+  --data DIR             test data of classifiers and LRA runs     [the run's]
+  --limit N              test examples evaluated, 0 for all        [all images, 500 sequences]
+  --images N             test images in the grid                   [48]
+  --tokens N             bytes per language-model sample           [200]
+  --seed N               seed of the samples                       [0]
+  --threads N            threads (0: all cores)                    [0]
+)";
+
+constexpr const char* kPlotActivationsHelp =
+    R"(usage: kat plot-activations CKPT --out FILE.svg|FILE.png
+
+Draws every learned GR-KAN function of a checkpoint (image classifier, language model or LRA
+sequence classifier) over [-4, 4]: a row per block with act1 and act2 side by side, one curve
+per channel group over the function it started from (dashed). A .png is converted from the SVG
+by rsvg-convert (Debian package librsvg2-bin).
 )";
 
 constexpr const char* kFitHelp = R"(usage: kat fit-rational ACT [--lo X] [--hi X]
@@ -468,30 +502,16 @@ int cmd_generate(int argc, char** argv) {
   check(ctx > 1 && ctx <= model->config().context, "--context ", ctx,
         " is longer than the checkpoint supports (", model->config().context, " tokens)");
   const std::string prompt = a.str("prompt");
-  std::vector<int32_t> text(prompt.begin(), prompt.end());
-  for (auto& t : text) t &= 0xFF;
-  check(static_cast<int64_t>(text.size()) <= ctx, "the prompt is ", text.size(),
+  check(static_cast<int64_t>(prompt.size()) <= ctx, "the prompt is ", prompt.size(),
         " bytes, longer than the model's context of ", ctx, " tokens");
-  if (text.empty()) text.push_back(kEndOfText);
   Rng rng(static_cast<uint64_t>(a.integer("seed", 0)));
-  std::vector<float> scratch;
   std::cout << prompt << std::flush;
   const double t0 = now_seconds_for_cli();
-  const float* logits = model->prefill(text.data(), static_cast<int64_t>(text.size()));
-  long long made = 0;
-  for (; made < n; made++) {
-    const int32_t next = sample_token(logits, model->config().vocab_size, s, rng, scratch);
-    if (next == kEndOfText) break;
-    std::cout.put(static_cast<char>(next));
-    std::cout.flush();
-    text.push_back(next);
-    if (model->cached() == ctx) {  // full: restart the cache from the last half of the text
-      const int64_t keep = ctx / 2;
-      logits = model->prefill(text.data() + text.size() - keep, keep);
-    } else {
-      logits = model->decode(next);
-    }
-  }
+  const auto made =
+      static_cast<long long>(generate_text(*model, prompt, n, ctx, s, rng, [](char c) {
+                               std::cout.put(c);
+                               std::cout.flush();
+                             }).size());
   const double seconds = now_seconds_for_cli() - t0;
   std::cout << "\n" << std::flush;
   std::cerr << "generated " << made << " tokens in " << std::fixed << std::setprecision(2)
@@ -715,6 +735,66 @@ int cmd_info(int argc, char** argv) {
   return 0;
 }
 
+// Fails before any long work when `path` cannot be written: its directory is missing, is not a
+// directory, or is read-only.
+void check_writable(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path parent =
+      fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path();
+  std::error_code ec;
+  check(fs::is_directory(parent, ec), "cannot write ", path, ": ", parent.string(),
+        fs::exists(parent, ec) ? " is not a directory" : " does not exist");
+  check(!fs::is_directory(path, ec), "cannot write ", path, ": it is a directory");
+  check(::access(parent.c_str(), W_OK) == 0, "cannot write ", path, ": ", parent.string(),
+        " is not writable");
+}
+
+int cmd_report(int argc, char** argv) {
+  const Args a = parse(
+      argc, argv, 2, {"out", "checkpoint", "data", "limit", "images", "tokens", "seed", "threads"},
+      {}, "report");
+  check(a.positional.size() == 1, "kat report takes one run directory (see kat report --help)");
+  ReportOptions o;
+  o.run_dir = a.positional[0];
+  o.checkpoint = a.str("checkpoint");
+  o.data_dir = a.str("data");
+  o.limit = a.integer("limit", -1);
+  o.images = static_cast<int>(a.integer("images", o.images));
+  o.tokens = static_cast<int>(a.integer("tokens", o.tokens));
+  o.seed = static_cast<uint64_t>(a.integer("seed", 0));
+  check(!a.has("limit") || o.limit >= 0, "--limit must be >= 0 (0: all)");
+  check(o.images >= 0 && o.tokens >= 0, "--images and --tokens must be >= 0");
+  const std::string out = a.str("out", (std::filesystem::path(o.run_dir) / "report.html").string());
+  check_writable(out);
+  set_num_threads(static_cast<int>(a.integer("threads", 0)));
+  write_file_atomic(out, report_html(o));
+  std::cout << "report: " << out << "\n";
+  return 0;
+}
+
+int cmd_plot_activations(int argc, char** argv) {
+  const Args a = parse(argc, argv, 2, {"out"}, {}, "plot-activations");
+  check(a.positional.size() == 1,
+        "kat plot-activations takes one checkpoint (see kat plot-activations --help)");
+  check(a.has("out"), "kat plot-activations needs --out FILE.svg or --out FILE.png");
+  const std::string out = a.str("out");
+  const std::string ext = std::filesystem::path(out).extension().string();
+  check(ext == ".svg" || ext == ".png", "--out ", out, ": the file must end in .svg or .png");
+  check_writable(out);
+  std::string architecture, ffn;
+  const auto acts = checkpoint_activations(a.positional[0], architecture, ffn);
+  check(!acts.empty(), a.positional[0], " has no GR-KAN layers (", architecture, ", ffn ", ffn,
+        "): nothing to plot");
+  const std::string svg = activations_grid_svg(
+      acts, "Learned GR-KAN functions of " + architecture + " (" + a.positional[0] + ")");
+  if (ext == ".svg")
+    write_file_atomic(out, svg);
+  else
+    write_svg_as_png(svg, out);
+  std::cout << "activations: " << out << " (" << acts.size() << " rationals)\n";
+  return 0;
+}
+
 int cmd_fit_rational(int argc, char** argv) {
   const Args a = parse(argc, argv, 2, {"lo", "hi"}, {}, "fit-rational");
   check(a.positional.size() == 1, "kat fit-rational takes one activation name");
@@ -768,6 +848,8 @@ int run(int argc, char** argv) {
       {"eval-lm", {cmd_eval_lm, kEvalLmHelp}},
       {"lra", {cmd_lra, kLraHelp}},
       {"info", {cmd_info, kInfoHelp}},
+      {"report", {cmd_report, kReportHelp}},
+      {"plot-activations", {cmd_plot_activations, kPlotActivationsHelp}},
       {"fit-rational", {cmd_fit_rational, kFitHelp}},
       {"configs", {cmd_configs, kConfigsHelp}}};
   const auto it = commands.find(cmd);

@@ -68,6 +68,9 @@ class CausalLM {
   // position and keeps what backward() needs; without, returns 0.
   float forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T);
   const float* logits() const;  // [B, T, V] of the last forward
+  // Block `layer`'s q, k, v of the last forward() or prefill(): [B, T, 3 * embed_dim], heads
+  // contiguous, q and k rotated when the positions are rotary (for attention maps; read-only).
+  const float* layer_qkv(int layer) const;
   // Accumulates the gradients of the last forward's mean loss into params().grads().
   void backward();
   int64_t activation_bytes() const;  // planned so far

@@ -3,12 +3,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <string>
 #include <vector>
 
 #include "kat/lm.h"
 #include "kat/rng.h"
+#include "kat/text.h"
 
 namespace kat {
 
@@ -49,6 +51,10 @@ struct LmTrainResult {
 
 LmTrainResult train_lm(const LmConfig& config, LmTrainOptions options, std::ostream& log);
 
+// The text a run trains on, split as train_lm splits it: the files of `texts` (one document
+// each), or the fortunes when empty.
+TextCorpus load_text_corpus(const std::vector<std::string>& texts, int64_t context);
+
 // Mean next-token loss over `tokens` cut into windows of `window` tokens (0: the model's context;
 // the last window shorter), `batch` windows per forward; at most `limit` predicted tokens when
 // limit > 0.
@@ -64,5 +70,12 @@ void validate(const SamplingOptions& s);
 // Draws the next token from logits [V]; scratch is reused between calls.
 int32_t sample_token(const float* logits, int64_t V, const SamplingOptions& s, Rng& rng,
                      std::vector<float>& scratch);
+
+// Up to n bytes after `prompt` (empty: the start of a document) from the KV cache, batch 1; when
+// `context` tokens are cached, the cache restarts from the last half of the text. Stops at the
+// end-of-text symbol. on_byte (when set) sees each byte as it is drawn, for streaming.
+std::string generate_text(CausalLM& model, const std::string& prompt, int64_t n, int64_t context,
+                          const SamplingOptions& s, Rng& rng,
+                          const std::function<void(char)>& on_byte = {});
 
 }  // namespace kat

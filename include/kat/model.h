@@ -34,6 +34,9 @@ class VisionTransformer {
                 float smoothing = 0.0f, uint64_t seed = 0);
   const float* logits() const;  // [B, num_classes] of the last forward
   const float* probs() const;   // softmax of logits, valid after a forward with labels
+  // Block `layer`'s q, k, v of the last forward: [B, T, 3 * embed_dim], heads contiguous, T =
+  // tokens() (for attention maps; read-only).
+  const float* layer_qkv(int layer) const;
   // Accumulates parameter gradients of the last forward's mean loss into params().grads().
   void backward();
 

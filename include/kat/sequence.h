@@ -49,7 +49,10 @@ class SequenceClassifier {
   float forward(const int32_t* tokens, const int32_t* labels, int64_t B, int64_t T,
                 float loss_scale = 1.0f);
   const float* logits() const;  // [B, num_classes]
-  void backward();              // accumulates into params().grads()
+  // Block `layer`'s q, k, v of the last forward: [B, T, 3 * embed_dim], heads contiguous (for
+  // attention maps; read-only).
+  const float* layer_qkv(int layer) const;
+  void backward();  // accumulates into params().grads()
 
  private:
   struct State;

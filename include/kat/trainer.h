@@ -38,6 +38,7 @@ struct EvalResult {
   double loss = 0;
   int num_classes = 0;
   std::vector<int64_t> confusion;  // [true, predicted]
+  std::vector<int32_t> predicted;  // [count]: the predicted class of each image, in data order
   double accuracy() const { return count ? static_cast<double>(correct) / count : 0.0; }
 };
 

@@ -114,6 +114,11 @@ int64_t CausalLM::activation_bytes() const {
 }
 
 const float* CausalLM::logits() const { return state_->logits; }
+const float* CausalLM::layer_qkv(int layer) const {
+  check(layer >= 0 && layer < config_.depth && state_->rows > 0, "layer_qkv: no layer ", layer,
+        " after a forward");
+  return state_->layers[layer].qkv;
+}
 
 float CausalLM::forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T) {
   const LmConfig& c = config_;

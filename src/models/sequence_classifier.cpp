@@ -163,6 +163,11 @@ void SequenceClassifier::plan(int64_t B, int64_t T) {
 }
 
 const float* SequenceClassifier::logits() const { return state_->logits; }
+const float* SequenceClassifier::layer_qkv(int layer) const {
+  check(layer >= 0 && layer < config_.depth && state_->rows > 0, "layer_qkv: no layer ", layer,
+        " after a forward");
+  return state_->layers[layer].qkv;
+}
 
 float SequenceClassifier::forward(const int32_t* tokens, const int32_t* labels, int64_t B,
                                   int64_t T, float loss_scale) {

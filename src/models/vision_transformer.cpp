@@ -123,6 +123,11 @@ int64_t VisionTransformer::activation_bytes(int64_t) const {
 
 const float* VisionTransformer::logits() const { return acts_->logits; }
 const float* VisionTransformer::probs() const { return acts_->probs; }
+const float* VisionTransformer::layer_qkv(int layer) const {
+  check(layer >= 0 && layer < config_.depth && acts_->B > 0, "layer_qkv: no layer ", layer,
+        " after a forward");
+  return acts_->layers[layer].qkv;
+}
 
 float VisionTransformer::forward(const float* images, const int32_t* labels, int64_t B,
                                  bool training, float smoothing, uint64_t seed) {

@@ -57,18 +57,6 @@ void options_from_json(const json& j, LmTrainOptions& o) {
   o.seed = j.at("seed").get<uint64_t>();
 }
 
-TextCorpus load_corpus(const std::vector<std::string>& texts, int64_t context) {
-  if (texts.empty()) {
-    const auto files = fortune_files(default_text_dir());
-    return split_corpus(
-        read_documents(files, true), context,
-        std::string(default_text_dir()) + " (" + std::to_string(files.size()) + " fortune files)");
-  }
-  std::string source = texts[0];
-  if (texts.size() > 1) source += " and " + std::to_string(texts.size() - 1) + " more";
-  return split_corpus(read_documents(texts, false), context, source);
-}
-
 // Windows of T + 1 tokens at random offsets: inputs [B, T] and the next tokens [B, T].
 void sample_batch(int32_t* inputs, int32_t* targets, const std::vector<int32_t>& train, int64_t B,
                   int64_t T, Rng& rng) {
@@ -81,6 +69,18 @@ void sample_batch(int32_t* inputs, int32_t* targets, const std::vector<int32_t>&
 }
 
 }  // namespace
+
+TextCorpus load_text_corpus(const std::vector<std::string>& texts, int64_t context) {
+  if (texts.empty()) {
+    const auto files = fortune_files(default_text_dir());
+    return split_corpus(
+        read_documents(files, true), context,
+        std::string(default_text_dir()) + " (" + std::to_string(files.size()) + " fortune files)");
+  }
+  std::string source = texts[0];
+  if (texts.size() > 1) source += " and " + std::to_string(texts.size() - 1) + " more";
+  return split_corpus(read_documents(texts, false), context, source);
+}
 
 double LmEval::bits_per_byte() const { return loss / std::log(2.0); }
 double LmEval::perplexity() const { return std::exp(loss); }
@@ -137,7 +137,7 @@ LmTrainResult train_lm(const LmConfig& config_in, LmTrainOptions o, std::ostream
   }
   const LmConfig& c = model->config();
   const int64_t T = c.context, B = o.batch;
-  const TextCorpus corpus = load_corpus(o.texts, T);
+  const TextCorpus corpus = load_text_corpus(o.texts, T);
   if (o.out_dir.empty()) o.out_dir = default_run_dir(c.architecture);
   if (resume_dir.empty()) prepare_run_dir(o.out_dir, o.overwrite);
 
@@ -295,6 +295,35 @@ int32_t sample_token(const float* logits, int64_t V, const SamplingOptions& s, R
     if (u < 0) return order[i];
   }
   return order[keep - 1];
+}
+
+std::string generate_text(CausalLM& model, const std::string& prompt, int64_t n, int64_t context,
+                          const SamplingOptions& s, Rng& rng,
+                          const std::function<void(char)>& on_byte) {
+  check(context > 1 && context <= model.config().context, "a context of ", context,
+        " tokens is longer than the model's ", model.config().context);
+  std::vector<int32_t> text(prompt.begin(), prompt.end());
+  for (auto& t : text) t &= 0xFF;
+  check(static_cast<int64_t>(text.size()) <= context, "the prompt is ", text.size(),
+        " bytes, longer than the model's context of ", context, " tokens");
+  if (text.empty()) text.push_back(kEndOfText);
+  std::vector<float> scratch;
+  std::string out;
+  const float* logits = model.prefill(text.data(), static_cast<int64_t>(text.size()));
+  for (int64_t made = 0; made < n; made++) {
+    const int32_t next = sample_token(logits, model.config().vocab_size, s, rng, scratch);
+    if (next == kEndOfText) break;
+    out.push_back(static_cast<char>(next));
+    if (on_byte) on_byte(static_cast<char>(next));
+    text.push_back(next);
+    if (model.cached() == context) {  // full: restart the cache from the last half of the text
+      const int64_t keep = context / 2;
+      logits = model.prefill(text.data() + text.size() - keep, keep);
+    } else {
+      logits = model.decode(next);
+    }
+  }
+  return out;
 }
 
 }  // namespace kat

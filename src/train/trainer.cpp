@@ -184,6 +184,7 @@ EvalResult evaluate(VisionTransformer& model, const ImageDataset& data, int batc
   EvalResult r;
   r.num_classes = c.num_classes;
   r.confusion.assign(V * V, 0);
+  r.predicted.reserve(n);
   std::vector<float> images(batch * per);
   std::vector<int32_t> labels(batch);
   for (int64_t start = 0; start < n; start += batch) {
@@ -196,6 +197,7 @@ EvalResult evaluate(VisionTransformer& model, const ImageDataset& data, int batc
     for (int64_t b = 0; b < B; b++) {
       const int64_t pred = std::max_element(z + b * V, z + (b + 1) * V) - (z + b * V);
       r.confusion[labels[b] * V + pred]++;
+      r.predicted.push_back(static_cast<int32_t>(pred));
       r.correct += pred == labels[b];
     }
     r.count += B;
