@@ -26,6 +26,10 @@ TEST(LraCli, ListOpsRunsExportsAndReadsItsOwnFiles) {
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("test accuracy"));
   EXPECT_TRUE(std::filesystem::exists(dir / "gen/best/model.safetensors"));
+  r = run_kat("info " + (dir / "gen/best"));  // kat info reads sequence classifiers too
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("embed.weight"));
+  EXPECT_THAT(r.output, HasSubstr("kat-seq"));
   const auto train = read_listops_tsv(dir / "tsv/basic_train.tsv");
   EXPECT_EQ(train.size(), 40u);
   for (const auto& e : train) EXPECT_EQ(evaluate_listops(e.source), e.target);

@@ -711,14 +711,21 @@ int cmd_info(int argc, char** argv) {
   const std::string dir = checkpoint_dir(a.positional[0]);
   std::unique_ptr<VisionTransformer> classifier;
   std::unique_ptr<CausalLM> lm;
-  if (file_exists(dir + "/config.json") && is_lm_config_json(read_text_file(dir + "/config.json")))
+  std::unique_ptr<SequenceClassifier> seq;
+  const std::string text =
+      file_exists(dir + "/config.json") ? read_text_file(dir + "/config.json") : "";
+  if (is_lm_config_json(text))
     lm = load_lm(dir);
+  else if (is_sequence_config_json(text))
+    seq = load_sequence_model(dir);
   else
     classifier = load_model(dir);
   std::cout << "checkpoint " << dir << "\n"
-            << (lm ? lm_config_to_json(lm->config()) : config_to_json(classifier->config()))
+            << (lm    ? lm_config_to_json(lm->config())
+                : seq ? sequence_config_to_json(seq->config())
+                      : config_to_json(classifier->config()))
             << "\n";
-  const Params& p = lm ? lm->params() : classifier->params();
+  const Params& p = lm ? lm->params() : seq ? seq->params() : classifier->params();
   std::map<std::string, int64_t> by_type;
   std::cout << "tensors:\n";
   for (const ParamSpec& s : p.specs()) {

@@ -29,6 +29,9 @@ void validate(const SequenceConfig& c);
 // "embed_dim", "depth", "num_heads", "hidden", "kat": {ffn, mixer, window, rational_groups,
 // act_init, layernorm_eps}}; unknown keys are errors.
 SequenceConfig sequence_config_from_json(const std::string& text, const std::string& origin);
+// Whether config.json text is a sequence classifier's (model_type "kat-seq"); false for text that
+// is not JSON.
+bool is_sequence_config_json(const std::string& text);
 std::string sequence_config_to_json(const SequenceConfig& c);
 
 class SequenceClassifier {

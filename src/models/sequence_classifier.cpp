@@ -46,6 +46,15 @@ void validate(const SequenceConfig& c) {
   validate_mixer(c.mixer, c.window, a);
 }
 
+bool is_sequence_config_json(const std::string& text) {
+  try {
+    const nlohmann::json j = nlohmann::json::parse(text);
+    return j.is_object() && j.value("model_type", "") == "kat-seq";
+  } catch (const nlohmann::json::exception&) {
+    return false;
+  }
+}
+
 SequenceConfig sequence_config_from_json(const std::string& text, const std::string& origin) {
   using json_fields::check_keys;
   using json_fields::get;

@@ -38,12 +38,7 @@ enum class Kind { Classifier, Lm, Sequence };
 
 Kind kind_of_config(const std::string& text) {
   if (is_lm_config_json(text)) return Kind::Lm;
-  try {
-    const json j = json::parse(text);
-    if (j.is_object() && j.value("model_type", "") == "kat-seq") return Kind::Sequence;
-  } catch (const json::exception&) {
-  }
-  return Kind::Classifier;
+  return is_sequence_config_json(text) ? Kind::Sequence : Kind::Classifier;
 }
 
 // A checkpoint of one of the three kinds, with what the page needs to know of its config.
