@@ -38,6 +38,13 @@ TEST(SequenceGradients, MlpLocal) { check_sequence_gradients(tiny_seq(Ffn::Mlp, 
 TEST(SequenceGradients, KanLinear) { check_sequence_gradients(tiny_seq(Ffn::Kan, Mixer::Linear)); }
 TEST(SequenceGradients, KanDelta) { check_sequence_gradients(tiny_seq(Ffn::Kan, Mixer::Delta)); }
 TEST(SequenceGradients, MlpSsm) { check_sequence_gradients(tiny_seq(Ffn::Mlp, Mixer::Ssm)); }
+TEST(SequenceGradients, KanSoftmaxClassToken) {
+  SequenceConfig c = tiny_seq(Ffn::Kan, Mixer::Softmax);
+  c.global_pool = "token";  // cls_token + pos_embed row 0, read at the end
+  check_sequence_gradients(c);
+  c.global_pool = "max";
+  EXPECT_THROW(SequenceClassifier{c}, Error);
+}
 TEST(SequenceGradients, MlpGla) { check_sequence_gradients(tiny_seq(Ffn::Mlp, Mixer::Gla)); }
 TEST(SequenceGradients, KanCombiner) {
   check_sequence_gradients(tiny_seq(Ffn::Kan, Mixer::Combiner));  // span sqrt(12) -> 4

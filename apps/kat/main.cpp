@@ -191,6 +191,7 @@ kat downloads nothing.
   --mixer NAME           softmax, local, linear, gla, combiner, delta, ssm  [softmax]
   --window W             local: keys each query sees; combiner: span [sqrt(length)]
   --ffn kan|mlp          GR-KAN or GELU MLP feed-forward                    [kan]
+  --pool avg|token       mean of the tokens or a class token (timm's global_pool)  [avg]
   --config FILE.json     a sequence-classifier config (model_type "kat-seq")
   --data DIR             task files (see above)
   --train-size N         generated ListOps / Pathfinder training examples   [96000]
@@ -568,13 +569,13 @@ int cmd_lra(int argc, char** argv) {
                        {"mixer",        "window",     "ffn",        "config",  "data", "train-size",
                         "export",       "heldout",    "steps",      "batch",   "lr",   "warmup",
                         "weight-decay", "eval-every", "eval-limit", "threads", "seed", "out",
-                        "stop-after",   "log-every",  "progress",   "resume"},
+                        "stop-after",   "log-every",  "progress",   "resume",  "pool"},
                        {"overwrite"}, "lra");
   LraOptions o;
   if (a.has("resume")) {
     for (const char* f :
-         {"mixer", "window", "ffn", "config", "data", "train-size", "export", "heldout", "batch",
-          "lr", "warmup", "weight-decay", "eval-every", "eval-limit", "seed", "out"})
+         {"mixer", "window", "ffn", "pool", "config", "data", "train-size", "export", "heldout",
+          "batch", "lr", "warmup", "weight-decay", "eval-every", "eval-limit", "seed", "out"})
       check(!a.has(f), "--resume continues a run as it was started; --", f,
             " cannot change it (--steps, --threads, --stop-after, --log-every and --progress can)");
     o.steps = a.integer("steps", 0);
@@ -625,6 +626,7 @@ int cmd_lra(int argc, char** argv) {
     check(f == "kan" || f == "mlp", "--ffn is kan or mlp, not '", f, "'");
     c.ffn = f == "kan" ? Ffn::Kan : Ffn::Mlp;
   }
+  if (a.has("pool")) c.global_pool = a.str("pool");
   c.architecture =
       std::string(c.ffn == Ffn::Kan ? "kat" : "vit") + "_lra_" + o.task + "_" + mixer_name(c.mixer);
   validate(c);

@@ -22,6 +22,10 @@ struct SequenceConfig {
   int rational_groups = 8;
   std::string act_init = "swish";
   float layernorm_eps = 1e-6f;
+  // timm's global_pool: "avg" (the mean of the tokens) or "token" (a learned class token put
+  // before the tokens, cls_token, read at the end; pos_embed then has max_len + 1 rows).
+  std::string global_pool = "avg";
+  int prefix_tokens() const { return global_pool == "token" ? 1 : 0; }
 };
 
 void validate(const SequenceConfig& c);

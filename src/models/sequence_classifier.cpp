@@ -18,7 +18,7 @@ namespace kat {
 
 struct SequenceClassifier::State {
   std::vector<TransformerBlock> blocks;
-  int embed = -1, pos = -1, norm_w = -1, norm_b = -1, head_w = -1, head_b = -1;
+  int embed = -1, pos = -1, cls = -1, norm_w = -1, norm_b = -1, head_w = -1, head_b = -1;
   int64_t rows = 0, batch_cap = 0;
   int threads = 0;
   std::vector<float> buf;
@@ -27,7 +27,7 @@ struct SequenceClassifier::State {
   std::vector<BlockActs> layers;
   BlockWork work;
   std::vector<int32_t> tokens, labels;
-  int64_t B = 0, T = 0;
+  int64_t B = 0, T = 0;  // T: rows per sequence, the class token included
   float scale = 1.0f;
   bool has_loss = false;
 };
@@ -44,6 +44,8 @@ void validate(const SequenceConfig& c) {
               c.hidden % c.rational_groups == 0,
           a, ": embed_dim and hidden must be divisible by rational_groups ", c.rational_groups);
   validate_mixer(c.mixer, c.window, a);
+  check(c.global_pool == "avg" || c.global_pool == "token", a,
+        ": global_pool must be \"avg\" or \"token\", not \"", c.global_pool, "\"");
 }
 
 bool is_sequence_config_json(const std::string& text) {
@@ -61,12 +63,13 @@ SequenceConfig sequence_config_from_json(const std::string& text, const std::str
   const nlohmann::json j = json_fields::parse(text, origin);
   check_keys(j,
              {"architecture", "model_type", "vocab_size", "max_len", "num_classes", "embed_dim",
-              "depth", "num_heads", "hidden", "kat"},
+              "depth", "num_heads", "hidden", "global_pool", "kat"},
              "the config", origin);
   check(j.value("model_type", "") == "kat-seq", origin,
         ": not a kat sequence-classifier config (model_type must be \"kat-seq\")");
   SequenceConfig c;
   if (j.contains("architecture")) c.architecture = get<std::string>(j, "architecture", origin);
+  if (j.contains("global_pool")) c.global_pool = get<std::string>(j, "global_pool", origin);
   for (auto [key, dst] : {std::pair{"vocab_size", &c.vocab_size},
                           {"max_len", &c.max_len},
                           {"num_classes", &c.num_classes},
@@ -107,6 +110,7 @@ std::string sequence_config_to_json(const SequenceConfig& c) {
                             {"depth", c.depth},
                             {"num_heads", c.num_heads},
                             {"hidden", c.hidden},
+                            {"global_pool", c.global_pool},
                             {"kat", k}};
   return j.dump(2) + "\n";
 }
@@ -118,11 +122,13 @@ SequenceClassifier::SequenceClassifier(const SequenceConfig& config)
   State& s = *state_;
   const int64_t d = c.embed_dim;
   s.embed = params_.add("embed.weight", {c.vocab_size, d}, ParamKind::Embedding);
-  s.pos = params_.add("pos_embed", {1, c.max_len, d}, ParamKind::Embedding);
+  if (c.prefix_tokens()) s.cls = params_.add("cls_token", {1, 1, d}, ParamKind::Embedding);
+  s.pos = params_.add("pos_embed", {1, c.max_len + c.prefix_tokens(), d}, ParamKind::Embedding);
   BlockShape shape;
   shape.dim = d, shape.hidden = c.hidden, shape.heads = c.num_heads, shape.ffn = c.ffn;
   shape.groups = c.rational_groups, shape.eps = c.layernorm_eps;
-  shape.mixer = c.mixer, shape.window = mixer_window(c.mixer, c.window, c.max_len);
+  shape.mixer = c.mixer,
+  shape.window = mixer_window(c.mixer, c.window, c.max_len + c.prefix_tokens());
   for (int l = 0; l < c.depth; l++)
     s.blocks.emplace_back(params_, "blocks." + std::to_string(l) + ".", kTimmBlockNames, shape);
   s.norm_w = params_.add("norm.weight", {d}, ParamKind::Norm);
@@ -146,6 +152,7 @@ void SequenceClassifier::init(uint64_t seed) {
     std::fill(params_.value(i), params_.value(i) + params_.specs()[i].size, value);
   };
   normal(s.embed, 0.02f), normal(s.pos, 0.02f);
+  if (s.cls >= 0) normal(s.cls, 1e-6f);  // timm's class-token init
   const BlockInitStd std = TransformerBlock::feed_forward_std(s.blocks[0].shape(), c.act_init);
   for (const TransformerBlock& b : s.blocks) b.init(params_, rng, std, true, c.act_init);
   fill(s.norm_w, 1), fill(s.norm_b, 0), normal(s.head_w, 0.02f), fill(s.head_b, 0);
@@ -166,7 +173,7 @@ void SequenceClassifier::plan(int64_t B, int64_t T) {
   take(s.logits, Bc * V), take(s.probs, Bc * V), take(s.losses, Bc);
   take(s.dres, R * d), take(s.dln, Bc * d), take(s.dpooled, Bc * d), take(s.dlogits, Bc * V);
   TransformerBlock::plan_work(take, s.work, R, s.blocks[0].shape(),
-                              s.blocks[0].mixer_scratch_floats(c.max_len));
+                              s.blocks[0].mixer_scratch_floats(c.max_len + c.prefix_tokens()));
   take.allocate(s.buf);
   s.rows = R, s.batch_cap = Bc, s.threads = num_threads();
 }
@@ -188,17 +195,30 @@ float SequenceClassifier::forward(const int32_t* tokens, const int32_t* labels, 
   for (int64_t i = 0; i < BT; i++)
     check(tokens[i] >= 0 && tokens[i] < c.vocab_size, "token ", tokens[i], " is outside 0..",
           c.vocab_size - 1);
-  plan(B, T);
+  const int64_t pre = c.prefix_tokens(), Tm = T + pre;  // rows per sequence
+  plan(B, Tm);
   State& s = *state_;
   const Params& P = params_;
-  embedding_forward(s.x0, P.value(s.embed), P.value(s.pos), tokens, BT, T, d);
+  if (pre == 0) {
+    embedding_forward(s.x0, P.value(s.embed), P.value(s.pos), tokens, BT, T, d);
+  } else {
+    for (int64_t b = 0; b < B; b++) {  // [cls + pos 0, tokens + pos 1..T]
+      embedding_forward(s.x0 + (b * Tm + 1) * d, P.value(s.embed), P.value(s.pos) + d,
+                        tokens + b * T, T, T, d);
+      for (int64_t k = 0; k < d; k++) s.x0[b * Tm * d + k] = P.value(s.cls)[k] + P.value(s.pos)[k];
+    }
+  }
   const float* x = s.x0;
   for (int l = 0; l < c.depth; l++) {
-    s.blocks[l].forward(P, x, s.layers[l], s.work.attn_scratch, B, T, Rope{});
+    s.blocks[l].forward(P, x, s.layers[l], s.work.attn_scratch, B, Tm, Rope{});
     x = s.layers[l].res2;
   }
-  for (int64_t b = 0; b < B; b++) {  // mean over the tokens, then the final norm (timm's "avg")
+  for (int64_t b = 0; b < B; b++) {  // the class token or the mean of the tokens, then the norm
     float* p = s.pooled + b * d;
+    if (pre) {
+      std::copy(x + b * Tm * d, x + b * Tm * d + d, p);
+      continue;
+    }
     std::fill(p, p + d, 0.0f);
     for (int64_t t = 0; t < T; t++)
       for (int64_t k = 0; k < d; k++) p[k] += x[(b * T + t) * d + k];
@@ -207,7 +227,7 @@ float SequenceClassifier::forward(const int32_t* tokens, const int32_t* labels, 
   layernorm_forward(s.ln, s.ln_mean, s.ln_rstd, s.pooled, P.value(s.norm_w), P.value(s.norm_b), B,
                     d, c.layernorm_eps);
   linear_forward(s.logits, s.ln, P.value(s.head_w), P.value(s.head_b), B, d, V);
-  s.B = B, s.T = T, s.has_loss = labels != nullptr;
+  s.B = B, s.T = Tm, s.has_loss = labels != nullptr;
   if (!labels) return 0.0f;
   for (int64_t b = 0; b < B; b++)
     check(labels[b] >= 0 && labels[b] < V, "label ", labels[b], " is outside 0..", V - 1);
@@ -233,15 +253,30 @@ void SequenceClassifier::backward() {
   std::fill(s.dpooled, s.dpooled + B * d, 0.0f);
   layernorm_backward(s.dpooled, P.grad(s.norm_w), P.grad(s.norm_b), s.dln, s.pooled, s.ln_mean,
                      s.ln_rstd, P.value(s.norm_w), B, d);
-  const float inv = 1.0f / static_cast<float>(T);
+  const int64_t pre = c.prefix_tokens(), n = T - pre;  // n tokens per sequence
+  const float inv = pre ? 0.0f : 1.0f / static_cast<float>(T);
   for (int64_t b = 0; b < B; b++)
     for (int64_t t = 0; t < T; t++)
       for (int64_t k = 0; k < d; k++) s.dres[(b * T + t) * d + k] = s.dpooled[b * d + k] * inv;
+  if (pre)
+    for (int64_t b = 0; b < B; b++)
+      std::copy(s.dpooled + b * d, s.dpooled + (b + 1) * d, s.dres + b * T * d);
   for (int l = c.depth - 1; l >= 0; l--) {
     const float* x_in = l == 0 ? s.x0 : s.layers[l - 1].res2;
     s.blocks[l].backward(P, s.dres, x_in, s.layers[l], s.work, B, T, Rope{});
   }
-  embedding_backward(P.grad(s.embed), P.grad(s.pos), s.dres, s.tokens.data(), B * T, T, d);
+  if (pre == 0) {
+    embedding_backward(P.grad(s.embed), P.grad(s.pos), s.dres, s.tokens.data(), B * T, T, d);
+    return;
+  }
+  for (int64_t b = 0; b < B; b++) {
+    embedding_backward(P.grad(s.embed), P.grad(s.pos) + d, s.dres + (b * T + 1) * d,
+                       s.tokens.data() + b * n, n, n, d);
+    for (int64_t k = 0; k < d; k++) {
+      P.grad(s.cls)[k] += s.dres[b * T * d + k];
+      P.grad(s.pos)[k] += s.dres[b * T * d + k];
+    }
+  }
 }
 
 void save_sequence_model(const std::string& dir, const SequenceClassifier& model) {
