@@ -8,7 +8,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <string>
+
+#include "kat/error.h"
 
 namespace kat::testing {
 
@@ -31,6 +34,24 @@ inline RunResult run_kat(const std::string& args, const std::string& env = "") {
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   return r;
 }
+
+// The message of the kat::Error that f throws, or "<no error>".
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+// The config of a tiny byte-level LM (2 layers of 32, GR-KAN, RoPE) for CLI tests.
+constexpr const char* kTinyLmConfig = R"({
+  "architecture": "kat_lm_cli_test", "model_type": "kat-lm", "vocab_size": 257,
+  "n_positions": 32, "n_embd": 32, "n_layer": 2, "n_head": 2, "n_inner": 64,
+  "tie_word_embeddings": true,
+  "kat": {"ffn": "kan", "rational_groups": 4, "positions": "rope"}
+})";
 
 // The output holds exactly one "kat: error:" line, it mentions `what`, and the exit is non-zero.
 inline void expect_one_line_error(const RunResult& r, const std::string& what) {

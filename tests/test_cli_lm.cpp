@@ -17,13 +17,6 @@ using ::testing::Not;
 using testing::run_kat;
 using testing::TempDir;
 
-constexpr const char* kTinyLm = R"({
-  "architecture": "kat_lm_cli_test", "model_type": "kat-lm", "vocab_size": 257,
-  "n_positions": 32, "n_embd": 32, "n_layer": 2, "n_head": 2, "n_inner": 64,
-  "tie_word_embeddings": true,
-  "kat": {"ffn": "kan", "rational_groups": 4, "positions": "rope"}
-})";
-
 // Text with structure a tiny model picks up in a few hundred steps.
 std::string sample_text() {
   const char* words[] = {"kat", "trains", "rational", "functions", "on", "the", "cpu"};
@@ -39,7 +32,7 @@ class LmCliTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir("cli-lm");
-    write_file_atomic(*dir_ / "tiny.json", kTinyLm);
+    write_file_atomic(*dir_ / "tiny.json", testing::kTinyLmConfig);
     write_file_atomic(*dir_ / "text.txt", sample_text());
     const auto r = train("run", "--steps 300 --eval-every 100");
     ASSERT_EQ(r.status, 0) << r.output;

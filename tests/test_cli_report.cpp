@@ -26,12 +26,6 @@ using ::testing::Not;
 using testing::run_kat;
 using testing::TempDir;
 
-constexpr const char* kTinyLm = R"({
-  "architecture": "kat_lm_report_test", "model_type": "kat-lm", "vocab_size": 257,
-  "n_positions": 32, "n_embd": 32, "n_layer": 2, "n_head": 2, "n_inner": 64,
-  "tie_word_embeddings": true,
-  "kat": {"ffn": "kan", "rational_groups": 4, "positions": "rope"}
-})";
 constexpr int kLmLayers = 2, kLmGroups = 4;
 
 constexpr const char* kTinyClassifier = R"({
@@ -95,7 +89,7 @@ class ReportCliTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir("cli-report");
-    write_file_atomic(*dir_ / "tiny_lm.json", kTinyLm);
+    write_file_atomic(*dir_ / "tiny_lm.json", testing::kTinyLmConfig);
     std::string text;
     for (int i = 0; i < 400; i++) text += "kat draws the rational functions it learned.\n";
     write_file_atomic(*dir_ / "text.txt", text);
@@ -225,7 +219,7 @@ TEST_F(ReportCliTest, RunWithoutCheckpointShowsItsCurves) {
 
 TEST_F(ReportCliTest, BadInputIsOneClearError) {
   fs::create_directories(*dir_ / "no_metrics");
-  write_file_atomic(*dir_ / "no_metrics/config.json", kTinyLm);
+  write_file_atomic(*dir_ / "no_metrics/config.json", testing::kTinyLmConfig);
   expect_one_line_error(run_kat("report " + (*dir_ / "no_metrics")), "no_metrics/metrics.jsonl");
   expect_one_line_error(run_kat("report " + (*dir_ / "nowhere")), "nowhere");
   expect_one_line_error(run_kat("report"), "run directory");
@@ -252,7 +246,7 @@ TEST_F(ReportCliTest, PlotActivationsWritesSvgAndPng) {
   EXPECT_EQ(count(svg, "<svg"), count(svg, "</svg>"));
   EXPECT_EQ(count(svg, "<svg"), 1u + 2u * kLmLayers);
   EXPECT_EQ(count(svg, "<title>group "), 2u * kLmLayers * kLmGroups);
-  EXPECT_THAT(svg, HasSubstr("kat_lm_report_test"));
+  EXPECT_THAT(svg, HasSubstr("kat_lm_cli_test"));
 
   const std::string png_path = *dir_ / "acts.png";
   r = run_kat("plot-activations " + (*dir_ / "lm/last") + " --out " + png_path);

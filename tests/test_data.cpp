@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "cli.h"
 #include "kat/data.h"
 #include "kat/error.h"
 
@@ -22,20 +23,13 @@ namespace kat {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::error_of;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
 using Bytes = std::vector<uint8_t>;
 
 // The kat::Error message thrown by f, or "<no error>" when it returns normally.
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
 
 // An IDX file: magic (0, 0, type, ndims), big-endian dims, then data.
 Bytes idx_bytes(const std::vector<uint32_t>& dims, const Bytes& data, uint8_t type = 0x08) {

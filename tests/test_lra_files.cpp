@@ -20,18 +20,10 @@ namespace kat {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::error_of;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using testing::TempDir;
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
 
 std::string sequence(const SequenceDataset& d, int64_t i) {
   return std::string(d.tokens.begin() + d.offsets[i], d.tokens.begin() + d.offsets[i + 1]);
