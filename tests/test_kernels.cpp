@@ -305,22 +305,44 @@ TEST_P(LinearAttentionVsReference, ForwardAndBackward) {
     for (size_t i = 0; i < ref.size(); i++) l += dout[i] * ref[i];
     return l;
   };
-  const int64_t n = static_cast<int64_t>(qd.size()), step = std::max<int64_t>(1, n / 300);
-  for (int64_t i = 0; i < n; i += step) {
-    const double keep = qd[i], eps = 1e-5;
-    qd[i] = keep + eps;
-    const double up = loss();
-    qd[i] = keep - eps;
-    const double down = loss();
-    qd[i] = keep;
-    const double numeric = (up - down) / (2 * eps) + 0.25;  // dqkv started at 0.25
-    ASSERT_NEAR(dqkv[i], numeric, 1e-4 + 1e-3 * std::fabs(numeric)) << "dqkv " << i;
-  }
+  testing::expect_reference_gradient(loss, qd, dqkv, 0.25, "dqkv");  // dqkv started at 0.25
 }
 
 INSTANTIATE_TEST_SUITE_P(Lengths, LinearAttentionVsReference,
                          ::testing::Combine(::testing::Values(1, 5, 64, 100, 150),
                                             ::testing::Bool()));
+
+// Past one block of 1024 rows the kernel carries its sums from block to block: 2200 rows are two
+// full blocks and a partial one. The forward against the reference; the backward along one random
+// direction U of every input at once: <dqkv, U> against the central difference of the reference
+// loss.
+TEST(LinearAttention, SequencesLongerThanABlock) {
+  const int64_t B = 1, T = 2200, C = 8, H = 2;
+  for (bool causal : {false, true}) {
+    const auto qkv = randn(B * T * 3 * C, 7), dout = randn(B * T * C, 8), U = randn(qkv.size(), 9);
+    std::vector<float> out(B * T * C), dqkv(qkv.size());
+    std::vector<float> scratch(linear_attention_scratch_floats(T, C, H));
+    linear_attention_forward(out.data(), scratch.data(), qkv.data(), B, T, C, H, causal);
+    linear_attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), qkv.data(), B,
+                              T, C, H, causal, false);
+    std::vector<double> qd(qkv.begin(), qkv.end()), ref(out.size());
+    linear_attention_forward_ref(ref.data(), qd.data(), B, T, C, H, causal);
+    for (size_t i = 0; i < out.size(); i++)
+      ASSERT_NEAR(out[i], ref[i], 2e-5 * (1 + std::fabs(ref[i]))) << "out " << i;
+    auto loss_at = [&](double eps) {
+      std::vector<double> x(qd.size());
+      for (size_t i = 0; i < x.size(); i++) x[i] = qd[i] + eps * U[i];
+      linear_attention_forward_ref(ref.data(), x.data(), B, T, C, H, causal);
+      double l = 0;
+      for (size_t i = 0; i < ref.size(); i++) l += dout[i] * ref[i];
+      return l;
+    };
+    const double eps = 1e-4, numeric = (loss_at(eps) - loss_at(-eps)) / (2 * eps);
+    double analytic = 0;
+    for (size_t i = 0; i < U.size(); i++) analytic += static_cast<double>(dqkv[i]) * U[i];
+    EXPECT_NEAR(analytic, numeric, 1e-3 * (1 + std::fabs(numeric))) << (causal ? "causal" : "");
+  }
+}
 
 TEST(SoftmaxXent, LossAndGradient) {
   const int64_t B = 3, V = 5;

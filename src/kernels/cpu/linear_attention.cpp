@@ -4,11 +4,13 @@
 // over all j (bidirectional) or j <= i (causal). Causal runs in chunks of kChunk tokens: the
 // state of the earlier chunks through one GEMM, the chunk itself through a masked Lc x Lc product
 // (reference/attention.md), so time is O(T d^2 + T Lc d) and memory O(T d).
-// Per batch row, one pass streams qkv row by row (whole rows, so the hardware prefetcher follows)
-// into head-major copies phi(Q), phi(K), V [H, T, hd]; then one (head) per task works on
-// contiguous memory. Reading one head's 64 values from every 3C-float row instead touches a new
-// page per row, which made 16K tokens 2x slower per token than 1K. The backward replays the
-// forward's states chunk by chunk.
+//
+// Memory traffic decides the speed at long T, so every pass walks the sequence in blocks of
+// kBlock rows: a block's qkv rows are read whole (the hardware prefetcher follows; one head's 64
+// values out of every 3C-float row would touch a new page per row) into head-major copies
+// phi(Q), phi(K), V [H, rows, hd], small enough to stay in cache while every head (one per task)
+// runs its chunks over them. The running sums (S, z; R, u in the backward) belong to the head and
+// carry from block to block. The backward replays the forward's states chunk by chunk.
 #include <omp.h>
 
 #include <algorithm>
@@ -23,36 +25,43 @@ namespace kat {
 namespace {
 
 constexpr int64_t kChunk = 64;
+constexpr int64_t kBlock = 16 * kChunk;  // 1024 rows: 4 MiB of copies at C = 256
 constexpr float kEps = 1e-6f;
 
 float phi(float x) { return x > 0.0f ? x + 1.0f : exp_approx(x); }
 // phi'(x) from y = phi(x): 1 where x > 0 (y > 1), else exp(x) = y.
 float dphi_of(float y) { return y > 1.0f ? 1.0f : y; }
 
-// One batch row in head-major layout, [H, T, hd] each (go: [H, T]): phi(q), phi(k), v and, for
-// the backward, dout and go = dout . out per head and token. Outputs and gradients are written
-// straight into their rows: streaming them back from head-major copies measured slower.
+int64_t chunks(int64_t T) { return (T + kChunk - 1) / kChunk; }
+int64_t block_rows(int64_t T) { return std::min(T, kBlock); }
+
+// One block of a batch row in head-major layout, [H, rows, hd] each (go: [H, rows]): phi(q),
+// phi(k), v and, for the backward, dout and go = dout . out per head and token.
 struct HeadMajor {
   float *phiQ, *phiK, *V, *G, *go;
 };
 
-int64_t head_major_floats(int64_t T, int64_t C, int64_t H) { return 4 * T * C + T * H; }
+int64_t head_major_floats(int64_t T, int64_t C, int64_t H) {
+  return 4 * block_rows(T) * C + block_rows(T) * H;
+}
 
 HeadMajor head_major_of(float* scratch, int64_t T, int64_t C) {
   HeadMajor m;
-  for (float** p : {&m.phiQ, &m.phiK, &m.V, &m.G, &m.go}) *p = scratch, scratch += T * C;
+  for (float** p : {&m.phiQ, &m.phiK, &m.V, &m.G, &m.go})
+    *p = scratch, scratch += block_rows(T) * C;
   return m;
 }
 
-// Fills phiQ, phiK, V (and G, go when dout is given) from batch row b, parallel over tokens.
+// Fills phiQ, phiK, V (and G, go when dout is given) from `rows` rows of qkv (dout, out),
+// parallel over the rows.
 void to_head_major(const HeadMajor& m, const float* qkv, const float* dout, const float* out,
-                   int64_t T, int64_t C, int64_t H) {
+                   int64_t rows, int64_t C, int64_t H) {
   const int64_t hd = C / H, C3 = 3 * C;
 #pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < T; t++) {
+  for (int64_t t = 0; t < rows; t++) {
     const float* row = qkv + t * C3;
     for (int64_t h = 0; h < H; h++) {
-      const int64_t at = (h * T + t) * hd, c = h * hd;
+      const int64_t at = (h * rows + t) * hd, c = h * hd;
 #pragma omp simd
       for (int64_t d = 0; d < hd; d++) {
         m.phiQ[at + d] = phi(row[c + d]);
@@ -68,27 +77,28 @@ void to_head_major(const HeadMajor& m, const float* qkv, const float* dout, cons
         m.G[at + d] = g[d];
         go += g[d] * o[d];
       }
-      m.go[h * T + t] = go;
+      m.go[h * rows + t] = go;
     }
   }
 }
 
-// Per-thread tiles. A and Bk point at the current chunk's rows of one head's phi(Q), phi(K).
-// `states` holds every chunk's entry state (S [hd, hd], z [hd]).
+// What a head carries across blocks: the state S [hd, hd], z [hd], the backward's R [hd, hd],
+// u [hd], and every chunk's entry state (S, z) for the causal backward.
+int64_t head_state_floats(int64_t T, int64_t hd) {
+  return 2 * (hd * hd + hd) + chunks(T) * (hd * hd + hd);
+}
+
+// Tiles of one head's work: its carried sums, and the calling thread's chunk tiles. A and Bk
+// point at the current chunk's rows of the head's phi(Q), phi(K).
 struct Tiles {
   float *P, *W, *dNum, *dA, *dB, *den, *dden, *R, *u, *S, *z, *states;
   const float *A = nullptr, *Bk = nullptr;
 };
 
-int64_t chunks(int64_t T) { return (T + kChunk - 1) / kChunk; }
+int64_t per_thread(int64_t hd) { return 3 * kChunk * hd + 2 * kChunk * kChunk + 2 * kChunk; }
 
-int64_t per_thread(int64_t T, int64_t hd) {
-  return 3 * kChunk * hd + 2 * kChunk * kChunk + 2 * kChunk + 2 * (hd * hd + hd) +
-         chunks(T) * (hd * hd + hd);
-}
-
-Tiles tiles_of(float* scratch, int64_t T, int64_t hd) {
-  float* p = scratch + omp_get_thread_num() * per_thread(T, hd);
+Tiles tiles_of(float* thread_scratch, float* head_state, int64_t T, int64_t hd) {
+  float* p = thread_scratch + omp_get_thread_num() * per_thread(hd);
   Tiles t;
   for (auto [dst, n] : {std::pair{&t.dNum, kChunk * hd},
                         {&t.dA, kChunk * hd},
@@ -96,8 +106,10 @@ Tiles tiles_of(float* scratch, int64_t T, int64_t hd) {
                         {&t.P, kChunk * kChunk},
                         {&t.W, kChunk * kChunk},
                         {&t.den, kChunk},
-                        {&t.dden, kChunk},
-                        {&t.R, hd * hd},
+                        {&t.dden, kChunk}})
+    *dst = p, p += n;
+  p = head_state;
+  for (auto [dst, n] : {std::pair{&t.R, hd * hd},
                         {&t.u, hd},
                         {&t.S, hd * hd},
                         {&t.z, hd},
@@ -106,15 +118,53 @@ Tiles tiles_of(float* scratch, int64_t T, int64_t hd) {
   return t;
 }
 
+// The scratch of one call: the block copies, every head's carried sums, the threads' tiles.
+struct Scratch {
+  HeadMajor m;
+  float *heads, *threads;
+};
+
+Scratch scratch_of(float* scratch, int64_t T, int64_t C, int64_t H) {
+  Scratch s;
+  s.m = head_major_of(scratch, T, C);
+  s.heads = scratch + head_major_floats(T, C, H);
+  s.threads = s.heads + H * head_state_floats(T, C / H);
+  return s;
+}
+
+// Walks batch row b's sequence block by block (last block first when `reverse`): copies the block
+// head-major (with dout, out when given), then runs body(t, h, Q, K, V, G, go, r0, rows) for every
+// head h in parallel, where Q .. go are the head's copies of block rows [r0, r0 + rows).
+template <class Body>
+void for_each_block(const Scratch& s, const float* qkv, const float* dout, const float* out,
+                    int64_t T, int64_t C, int64_t H, bool reverse, Body&& body) {
+  const int64_t hd = C / H, Tb = block_rows(T), blocks = (T + Tb - 1) / Tb;
+  for (int64_t i = 0; i < blocks; i++) {
+    const int64_t r0 = (reverse ? blocks - 1 - i : i) * Tb, rows = std::min(Tb, T - r0);
+    to_head_major(s.m, qkv + r0 * 3 * C, dout ? dout + r0 * C : nullptr,
+                  out ? out + r0 * C : nullptr, rows, C, H);
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t h = 0; h < H; h++) {
+      Tiles t = tiles_of(s.threads, s.heads + h * head_state_floats(T, hd), T, hd);
+      const int64_t at = h * rows * hd;
+      body(t, h, s.m.phiQ + at, s.m.phiK + at, s.m.V + at, s.m.G + at, s.m.go + h * rows, r0, rows);
+    }
+  }
+}
+
+void zero_heads(const Scratch& s, int64_t T, int64_t H, int64_t hd) {
+  std::fill(s.heads, s.heads + H * head_state_floats(T, hd), 0.0f);
+}
+
 // P[n, n] = A Bk^T with j > i zeroed (causal within the chunk).
 void masked_scores(float* P, const float* A, const float* Bk, int64_t n, int64_t hd) {
   gemm(false, true, n, n, hd, 1.0f, A, hd, Bk, hd, 0.0f, P, n);
   for (int64_t i = 0; i < n; i++) std::fill(P + i * n + i + 1, P + (i + 1) * n, 0.0f);
 }
 
-// Chunk [t0, t0 + n) of one head (Q, K its phi(Q), phi(K) [T, hd]): A, Bk to the chunk's rows,
-// den = A z + rowsum(P) (+ eps), where S, z is the state before the chunk (the whole sequence's
-// when not causal; P then unused).
+// Chunk [t0, t0 + n) of a block (Q, K the head's phi(Q), phi(K) rows of the block): A, Bk to the
+// chunk's rows, den = A z + rowsum(P) (+ eps), where S, z is the state before the chunk (the whole
+// sequence's when not causal; P then unused).
 void chunk_denominators(Tiles& t, const float* Q, const float* K, int64_t t0, int64_t n, int64_t hd,
                         bool causal) {
   t.A = Q + t0 * hd, t.Bk = K + t0 * hd;
@@ -151,43 +201,45 @@ void output_gradients(const Tiles& t, const float* g, const float* go, int64_t n
 }  // namespace
 
 int64_t linear_attention_scratch_floats(int64_t T, int64_t C, int64_t H) {
-  return head_major_floats(T, C, H) + num_threads() * per_thread(T, C / H);
+  return head_major_floats(T, C, H) + H * head_state_floats(T, C / H) +
+         num_threads() * per_thread(C / H);
 }
 
 void linear_attention_forward(float* out, float* scratch, const float* qkv, int64_t B, int64_t T,
                               int64_t C, int64_t H, bool causal) {
   const int64_t hd = C / H, C3 = 3 * C;
-  const HeadMajor m = head_major_of(scratch, T, C);
-  float* tiles = scratch + head_major_floats(T, C, H);
+  const Scratch s = scratch_of(scratch, T, C, H);
   for (int64_t b = 0; b < B; b++) {
-    to_head_major(m, qkv + b * T * C3, nullptr, nullptr, T, C, H);
-#pragma omp parallel for schedule(dynamic)
-    for (int64_t h = 0; h < H; h++) {
-      const float *Q = m.phiQ + h * T * hd, *K = m.phiK + h * T * hd, *V = m.V + h * T * hd;
-      float* o = out + b * T * C + h * hd;
-      Tiles t = tiles_of(tiles, T, hd);
-      std::fill(t.S, t.S + hd * hd, 0.0f);
-      std::fill(t.z, t.z + hd, 0.0f);
-      if (!causal)  // the whole sequence's state first
-        for (int64_t t0 = 0; t0 < T; t0 += kChunk) {
-          t.Bk = K + t0 * hd;
-          add_to_state(t, V + t0 * hd, std::min(kChunk, T - t0), hd);
-        }
-      for (int64_t t0 = 0; t0 < T; t0 += kChunk) {
-        const int64_t n = std::min(kChunk, T - t0);
-        chunk_denominators(t, Q, K, t0, n, hd, causal);
-        float* oc = o + t0 * C;
-        gemm(false, false, n, hd, hd, 1.0f, t.A, hd, t.S, hd, 0.0f, oc, C);  // A S
-        if (causal) {
-          gemm(false, false, n, hd, n, 1.0f, t.P, n, V + t0 * hd, hd, 1.0f, oc, C);  // + P V
-          add_to_state(t, V + t0 * hd, n, hd);
-        }
-        for (int64_t i = 0; i < n; i++) {
-          const float inv = 1.0f / t.den[i];
-          for (int64_t d = 0; d < hd; d++) oc[i * C + d] *= inv;
-        }
-      }
-    }
+    const float* x = qkv + b * T * C3;
+    zero_heads(s, T, H, hd);
+    if (!causal)  // the whole sequence's state first
+      for_each_block(s, x, nullptr, nullptr, T, C, H, false,
+                     [&](Tiles& t, int64_t, const float*, const float* K, const float* V,
+                         const float*, const float*, int64_t, int64_t rows) {
+                       for (int64_t t0 = 0; t0 < rows; t0 += kChunk) {
+                         t.Bk = K + t0 * hd;
+                         add_to_state(t, V + t0 * hd, std::min(kChunk, rows - t0), hd);
+                       }
+                     });
+    for_each_block(s, x, nullptr, nullptr, T, C, H, false,
+                   [&](Tiles& t, int64_t h, const float* Q, const float* K, const float* V,
+                       const float*, const float*, int64_t r0, int64_t rows) {
+                     for (int64_t t0 = 0; t0 < rows; t0 += kChunk) {
+                       const int64_t n = std::min(kChunk, rows - t0);
+                       chunk_denominators(t, Q, K, t0, n, hd, causal);
+                       float* oc = out + (b * T + r0 + t0) * C + h * hd;
+                       gemm(false, false, n, hd, hd, 1.0f, t.A, hd, t.S, hd, 0.0f, oc, C);  // A S
+                       if (causal) {
+                         gemm(false, false, n, hd, n, 1.0f, t.P, n, V + t0 * hd, hd, 1.0f, oc,
+                              C);  // + P V
+                         add_to_state(t, V + t0 * hd, n, hd);
+                       }
+                       for (int64_t i = 0; i < n; i++) {
+                         const float inv = 1.0f / t.den[i];
+                         for (int64_t d = 0; d < hd; d++) oc[i * C + d] *= inv;
+                       }
+                     }
+                   });
   }
 }
 
@@ -195,92 +247,97 @@ void linear_attention_backward(float* dqkv, float* scratch, const float* dout, c
                                const float* qkv, int64_t B, int64_t T, int64_t C, int64_t H,
                                bool causal, bool accumulate) {
   const int64_t hd = C / H, C3 = 3 * C, hh = hd * hd;
-  const HeadMajor m = head_major_of(scratch, T, C);
-  float* tiles = scratch + head_major_floats(T, C, H);
+  const Scratch s = scratch_of(scratch, T, C, H);
   for (int64_t b = 0; b < B; b++) {
-    to_head_major(m, qkv + b * T * C3, dout + b * T * C, out + b * T * C, T, C, H);
-#pragma omp parallel for schedule(dynamic)
-    for (int64_t h = 0; h < H; h++) {
-      const float *Q = m.phiQ + h * T * hd, *K = m.phiK + h * T * hd, *V = m.V + h * T * hd;
-      const float *G = m.G + h * T * hd, *go = m.go + h * T;
-      float* dq = dqkv + b * T * C3 + h * hd;
-      float *dk = dq + C, *dv = dq + 2 * C;
-      Tiles t = tiles_of(tiles, T, hd);
-      // Forward replay: the state at each chunk's entry (for bidirectional, the whole one).
-      std::fill(t.S, t.S + hh, 0.0f);
-      std::fill(t.z, t.z + hd, 0.0f);
-      for (int64_t c = 0, t0 = 0; t0 < T; c++, t0 += kChunk) {
-        const int64_t n = std::min(kChunk, T - t0);
-        float* st = t.states + c * (hh + hd);
-        std::copy(t.S, t.S + hh, st);
-        std::copy(t.z, t.z + hd, st + hh);
-        t.Bk = K + t0 * hd;
-        add_to_state(t, V + t0 * hd, n, hd);
-      }
-      // Reverse sweep: R = sum over later queries of a_i dnum_i^T, u = sum of a_i dden_i.
-      std::fill(t.R, t.R + hh, 0.0f);
-      std::fill(t.u, t.u + hd, 0.0f);
-      if (!causal) {  // every query sees every key: R, u over the whole sequence first
-        for (int64_t t0 = 0; t0 < T; t0 += kChunk) {
-          const int64_t n = std::min(kChunk, T - t0);
-          chunk_denominators(t, Q, K, t0, n, hd, false);
-          output_gradients(t, G + t0 * hd, go + t0, n, hd);
-          gemm(true, false, hd, hd, n, 1.0f, t.A, hd, t.dNum, hd, 1.0f, t.R, hd);
-          for (int64_t i = 0; i < n; i++)
+    const float* x = qkv + b * T * C3;
+    const float* g = dout + b * T * C;
+    const float* o = out + b * T * C;
+    zero_heads(s, T, H, hd);
+    // Forward replay: the state at each chunk's entry (causal), or the whole one.
+    for_each_block(s, x, nullptr, nullptr, T, C, H, false,
+                   [&](Tiles& t, int64_t, const float*, const float* K, const float* V,
+                       const float*, const float*, int64_t r0, int64_t rows) {
+                     for (int64_t t0 = 0; t0 < rows; t0 += kChunk) {
+                       if (causal) {
+                         float* st = t.states + (r0 + t0) / kChunk * (hh + hd);
+                         std::copy(t.S, t.S + hh, st);
+                         std::copy(t.z, t.z + hd, st + hh);
+                       }
+                       t.Bk = K + t0 * hd;
+                       add_to_state(t, V + t0 * hd, std::min(kChunk, rows - t0), hd);
+                     }
+                   });
+    // R = sum over later queries of a_i dnum_i^T, u = sum of a_i dden_i. Bidirectional: every
+    // query sees every key, so R, u over the whole sequence first.
+    if (!causal)
+      for_each_block(s, x, g, o, T, C, H, false,
+                     [&](Tiles& t, int64_t, const float* Q, const float* K, const float*,
+                         const float* G, const float* go, int64_t, int64_t rows) {
+                       for (int64_t t0 = 0; t0 < rows; t0 += kChunk) {
+                         const int64_t n = std::min(kChunk, rows - t0);
+                         chunk_denominators(t, Q, K, t0, n, hd, false);
+                         output_gradients(t, G + t0 * hd, go + t0, n, hd);
+                         gemm(true, false, hd, hd, n, 1.0f, t.A, hd, t.dNum, hd, 1.0f, t.R, hd);
+                         for (int64_t i = 0; i < n; i++)
 #pragma omp simd
-            for (int64_t d = 0; d < hd; d++) t.u[d] += t.A[i * hd + d] * t.dden[i];
-        }
-      }
-      for (int64_t c = chunks(T) - 1; c >= 0; c--) {
-        const int64_t t0 = c * kChunk, n = std::min(kChunk, T - t0);
-        const float* Vc = V + t0 * hd;
-        if (causal) {  // the state this chunk's queries see (bidirectional: the whole one, kept)
-          const float* st = t.states + c * (hh + hd);
-          std::copy(st, st + hh, t.S);
-          std::copy(st + hh, st + hh + hd, t.z);
-        }
-        chunk_denominators(t, Q, K, t0, n, hd, causal);
-        output_gradients(t, G + t0 * hd, go + t0, n, hd);
-        // dA = dNum S^T + dden z^T (+ W Bk within the chunk when causal)
-        gemm(false, true, n, hd, hd, 1.0f, t.dNum, hd, t.S, hd, 0.0f, t.dA, hd);
-        for (int64_t i = 0; i < n; i++)
+                           for (int64_t d = 0; d < hd; d++) t.u[d] += t.A[i * hd + d] * t.dden[i];
+                       }
+                     });
+    const float keep = accumulate ? 1.0f : 0.0f;
+    for_each_block(
+        s, x, g, o, T, C, H, true,
+        [&](Tiles& t, int64_t h, const float* Q, const float* K, const float* V, const float* G,
+            const float* go, int64_t r0, int64_t rows) {
+          float* dq = dqkv + b * T * C3 + h * hd;
+          float *dk = dq + C, *dv = dq + 2 * C;
+          for (int64_t t0 = (rows - 1) / kChunk * kChunk; t0 >= 0; t0 -= kChunk) {
+            const int64_t n = std::min(kChunk, rows - t0), row = r0 + t0;
+            const float* Vc = V + t0 * hd;
+            if (causal) {  // the state this chunk's queries see
+              const float* st = t.states + row / kChunk * (hh + hd);
+              std::copy(st, st + hh, t.S);
+              std::copy(st + hh, st + hh + hd, t.z);
+            }
+            chunk_denominators(t, Q, K, t0, n, hd, causal);
+            output_gradients(t, G + t0 * hd, go + t0, n, hd);
+            // dA = dNum S^T + dden z^T (+ W Bk within the chunk when causal)
+            gemm(false, true, n, hd, hd, 1.0f, t.dNum, hd, t.S, hd, 0.0f, t.dA, hd);
+            for (int64_t i = 0; i < n; i++)
 #pragma omp simd
-          for (int64_t d = 0; d < hd; d++) t.dA[i * hd + d] += t.dden[i] * t.z[d];
-        // dB = V R^T + 1 u^T (+ W^T A), dV = Bk R (+ P^T dNum): the later chunks' queries
-        gemm(false, true, n, hd, hd, 1.0f, Vc, hd, t.R, hd, 0.0f, t.dB, hd);
-        for (int64_t j = 0; j < n; j++)
+              for (int64_t d = 0; d < hd; d++) t.dA[i * hd + d] += t.dden[i] * t.z[d];
+            // dB = V R^T + 1 u^T (+ W^T A), dV = Bk R (+ P^T dNum): later queries
+            gemm(false, true, n, hd, hd, 1.0f, Vc, hd, t.R, hd, 0.0f, t.dB, hd);
+            for (int64_t j = 0; j < n; j++)
 #pragma omp simd
-          for (int64_t d = 0; d < hd; d++) t.dB[j * hd + d] += t.u[d];
-        const float beta = accumulate ? 1.0f : 0.0f;
-        gemm(false, false, n, hd, hd, 1.0f, t.Bk, hd, t.R, hd, beta, dv + t0 * C3, C3);
-        if (causal) {
-          // W = (dNum V^T + dden 1^T) masked to j <= i
-          gemm(false, true, n, n, hd, 1.0f, t.dNum, hd, Vc, hd, 0.0f, t.W, n);
-          for (int64_t i = 0; i < n; i++) {
-            for (int64_t j = 0; j <= i; j++) t.W[i * n + j] += t.dden[i];
-            std::fill(t.W + i * n + i + 1, t.W + (i + 1) * n, 0.0f);
+              for (int64_t d = 0; d < hd; d++) t.dB[j * hd + d] += t.u[d];
+            gemm(false, false, n, hd, hd, 1.0f, t.Bk, hd, t.R, hd, keep, dv + row * C3, C3);
+            if (causal) {
+              // W = (dNum V^T + dden 1^T) masked to j <= i
+              gemm(false, true, n, n, hd, 1.0f, t.dNum, hd, Vc, hd, 0.0f, t.W, n);
+              for (int64_t i = 0; i < n; i++) {
+                for (int64_t j = 0; j <= i; j++) t.W[i * n + j] += t.dden[i];
+                std::fill(t.W + i * n + i + 1, t.W + (i + 1) * n, 0.0f);
+              }
+              gemm(false, false, n, hd, n, 1.0f, t.W, n, t.Bk, hd, 1.0f, t.dA, hd);
+              gemm(true, false, n, hd, n, 1.0f, t.W, n, t.A, hd, 1.0f, t.dB, hd);
+              gemm(true, false, n, hd, n, 1.0f, t.P, n, t.dNum, hd, 1.0f, dv + row * C3, C3);
+              // this chunk's queries join R, u for the chunks before it
+              gemm(true, false, hd, hd, n, 1.0f, t.A, hd, t.dNum, hd, 1.0f, t.R, hd);
+              for (int64_t i = 0; i < n; i++)
+#pragma omp simd
+                for (int64_t d = 0; d < hd; d++) t.u[d] += t.A[i * hd + d] * t.dden[i];
+            }
+            for (int64_t i = 0; i < n; i++) {  // through phi
+              float* dqi = dq + (row + i) * C3;
+              float* dki = dk + (row + i) * C3;
+#pragma omp simd
+              for (int64_t d = 0; d < hd; d++) {
+                dqi[d] = keep * dqi[d] + t.dA[i * hd + d] * dphi_of(t.A[i * hd + d]);
+                dki[d] = keep * dki[d] + t.dB[i * hd + d] * dphi_of(t.Bk[i * hd + d]);
+              }
+            }
           }
-          gemm(false, false, n, hd, n, 1.0f, t.W, n, t.Bk, hd, 1.0f, t.dA, hd);
-          gemm(true, false, n, hd, n, 1.0f, t.W, n, t.A, hd, 1.0f, t.dB, hd);
-          gemm(true, false, n, hd, n, 1.0f, t.P, n, t.dNum, hd, 1.0f, dv + t0 * C3, C3);
-          // this chunk's queries join R, u for the chunks before it
-          gemm(true, false, hd, hd, n, 1.0f, t.A, hd, t.dNum, hd, 1.0f, t.R, hd);
-          for (int64_t i = 0; i < n; i++)
-#pragma omp simd
-            for (int64_t d = 0; d < hd; d++) t.u[d] += t.A[i * hd + d] * t.dden[i];
-        }
-        for (int64_t i = 0; i < n; i++) {  // through phi
-          float* dqi = dq + (t0 + i) * C3;
-          float* dki = dk + (t0 + i) * C3;
-          const float keep = accumulate ? 1.0f : 0.0f;
-#pragma omp simd
-          for (int64_t d = 0; d < hd; d++) {
-            dqi[d] = keep * dqi[d] + t.dA[i * hd + d] * dphi_of(t.A[i * hd + d]);
-            dki[d] = keep * dki[d] + t.dB[i * hd + d] * dphi_of(t.Bk[i * hd + d]);
-          }
-        }
-      }
-    }
+        });
   }
 }
 
