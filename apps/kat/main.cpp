@@ -165,13 +165,14 @@ document), in windows of --context tokens (default and at most: the model's cont
 
 constexpr const char* kLraHelp = R"(usage: kat lra TASK [options]
 
-Trains a sequence classifier (token embedding, learned positions, pre-norm blocks, mean pooling)
+Trains a sequence classifier (token embedding, learned positions, pre-norm blocks, --pool)
 on a Long Range Arena task, evaluates it on the validation set while training and prints the test
 accuracy at the end. Writes a run directory (metrics.jsonl, config.json, last/, best/).
 
 TASK is one of:
-  listops     nested [MIN/[MAX/[MED/[SM expressions (LRA's rules, brackets kept as tokens);
-              generated with --seed, or LRA's basic_{train,val,test}.tsv from --data DIR
+  listops     nested [MIN/[MAX/[MED/[SM expressions (LRA's rules; operators and ] are tokens,
+              LRA's redundant ( ) are left out); generated with --seed, or LRA's
+              basic_{train,val,test}.tsv from --data DIR
   text        IMDb reviews, bytes as tokens, each cut to 1000 bytes as in LRA's code; --data DIR
               is required: the aclImdb directory (train/, test/) of aclImdb_v1.tar.gz from
               https://ai.stanford.edu/~amaas/data/sentiment/; a seeded tenth of train validates
