@@ -572,18 +572,20 @@ int cmd_lra(int argc, char** argv) {
                         "weight-decay", "eval-every", "eval-limit", "threads", "seed", "out",
                         "stop-after",   "log-every",  "progress",   "resume",  "pool"},
                        {"overwrite"}, "lra");
-  LraOptions o;
+  LraOptions o;  // what a resumed run may change too: steps, threads, logging, stop
+  o.steps = a.integer("steps", a.has("resume") ? 0 : o.steps);  // 0: the run's own
+  o.threads = static_cast<int>(a.integer("threads", 0));
+  o.stop_after = a.integer("stop-after", 0);
+  o.log_every = static_cast<int>(a.integer("log-every", o.log_every));
+  o.progress = parse_progress(a);
+  check(o.log_every > 0 && o.threads >= 0 && o.stop_after >= 0,
+        "--log-every must be positive, --threads and --stop-after not negative");
   if (a.has("resume")) {
     for (const char* f :
          {"mixer", "window", "ffn", "pool", "config", "data", "train-size", "export", "heldout",
           "batch", "lr", "warmup", "weight-decay", "eval-every", "eval-limit", "seed", "out"})
       check(!a.has(f), "--resume continues a run as it was started; --", f,
             " cannot change it (--steps, --threads, --stop-after, --log-every and --progress can)");
-    o.steps = a.integer("steps", 0);
-    o.threads = static_cast<int>(a.integer("threads", 0));
-    o.stop_after = a.integer("stop-after", 0);
-    o.log_every = static_cast<int>(a.integer("log-every", o.log_every));
-    o.progress = parse_progress(a);
     o = lra_resume_options(a.str("resume"), o);
     check(a.positional.empty() || a.positional == std::vector<std::string>{o.task}, a.str("resume"),
           " is a ", o.task, " run");
@@ -598,22 +600,16 @@ int cmd_lra(int argc, char** argv) {
   o.data_dir = a.str("data");
   o.train_size = a.integer("train-size", o.train_size);
   o.heldout = a.integer("heldout", o.heldout);
-  o.steps = a.integer("steps", o.steps);
   o.batch = static_cast<int>(a.integer("batch", o.batch));
   o.lr = static_cast<float>(a.real("lr", o.lr));
   o.warmup = a.integer("warmup", o.warmup);
   o.weight_decay = static_cast<float>(a.real("weight-decay", o.weight_decay));
   o.eval_every = a.integer("eval-every", o.eval_every);
   o.eval_limit = a.integer("eval-limit", o.eval_limit);
-  o.threads = static_cast<int>(a.integer("threads", 0));
   o.seed = static_cast<uint64_t>(a.integer("seed", 0));
   o.out_dir = a.str("out");
   o.overwrite = a.has("overwrite");
-  o.stop_after = a.integer("stop-after", 0);
-  o.log_every = static_cast<int>(a.integer("log-every", o.log_every));
-  o.progress = parse_progress(a);
-  check(o.batch > 0 && o.log_every > 0 && o.threads >= 0 && o.stop_after >= 0,
-        "--batch and --log-every must be positive");
+  check(o.batch > 0, "--batch must be positive");
   set_num_threads(o.threads);
   const LraData data =
       load_lra(o.task, o.data_dir, o.train_size, o.seed, a.str("export"), o.heldout);

@@ -11,6 +11,7 @@
 #include <limits>
 #include <vector>
 
+#include "decode_softmax.h"
 #include "kat/kernels.h"
 #include "kat/parallel.h"
 #include "vec_math.h"
@@ -170,34 +171,7 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
 
 void attention_decode(float* out, float* scratch, const float* q, const float* k, const float* v,
                       int64_t n, int64_t C, int64_t H) {
-  const int64_t hd = C / H;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  for (int64_t h = 0; h < H; h++) {
-    const float* qh = q + h * hd;
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < n; j++) {
-      const float* kj = k + j * C + h * hd;
-      float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-      for (int64_t d = 0; d < hd; d++) s += qh[d] * kj[d];
-      scratch[j] = s * scale;
-      mx = std::max(mx, scratch[j]);
-    }
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < n; j++) {
-      scratch[j] = exp_approx(scratch[j] - mx);
-      sum += scratch[j];
-    }
-    float* oh = out + h * hd;
-    std::fill(oh, oh + hd, 0.0f);
-    for (int64_t j = 0; j < n; j++) {
-      const float p = scratch[j] / sum;
-      const float* vj = v + j * C + h * hd;
-#pragma omp simd
-      for (int64_t d = 0; d < hd; d++) oh[d] += p * vj[d];
-    }
-  }
+  decode_softmax(out, scratch, q, {{k, v, n, 0.0f}}, C, H);
 }
 
 // ---- Plain double-precision reference: the whole score matrix, one (batch, head) at a time ----

@@ -14,6 +14,7 @@
 #include <limits>
 #include <vector>
 
+#include "decode_softmax.h"
 #include "kat/kernels.h"
 #include "kat/parallel.h"
 #include "vec_math.h"
@@ -268,35 +269,8 @@ void combiner_backward(float* dqkv, float* scratch, const float* dout, const flo
 void combiner_decode(float* out, float* scratch, const float* q, const float* k, const float* v,
                      int64_t n_own, const float* ksum, const float* vsum, int64_t n_spans,
                      int64_t span, int64_t C, int64_t H) {
-  const int64_t hd = C / H, n = n_own + n_spans;
-  const float tau = 1.0f / std::sqrt(static_cast<float>(hd));
-  const float log_span = std::log(static_cast<float>(span));
-  for (int64_t h = 0; h < H; h++) {
-    const float* qh = q + h * hd;
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < n; j++) {  // own-span keys, then the summaries
-      const float* kj = j < n_own ? k + j * C + h * hd : ksum + (j - n_own) * C + h * hd;
-      float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-      for (int64_t d = 0; d < hd; d++) s += qh[d] * kj[d];
-      scratch[j] = s * tau + (j < n_own ? 0.0f : log_span);
-      mx = std::max(mx, scratch[j]);
-    }
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < n; j++) {
-      scratch[j] = exp_approx(scratch[j] - mx);
-      sum += scratch[j];
-    }
-    float* oh = out + h * hd;
-    std::fill(oh, oh + hd, 0.0f);
-    for (int64_t j = 0; j < n; j++) {
-      const float p = scratch[j] / sum;
-      const float* vj = j < n_own ? v + j * C + h * hd : vsum + (j - n_own) * C + h * hd;
-#pragma omp simd
-      for (int64_t d = 0; d < hd; d++) oh[d] += p * vj[d];
-    }
-  }
+  const float log_span = std::log(static_cast<float>(span));  // own-span keys, then the summaries
+  decode_softmax(out, scratch, q, {{k, v, n_own, 0.0f}, {ksum, vsum, n_spans, log_span}}, C, H);
 }
 
 void combiner_summarize(float* ksum, float* vsum, const float* k, const float* v, int64_t n,
