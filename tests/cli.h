@@ -20,10 +20,8 @@ struct RunResult {
   std::string output;  // stdout and stderr together
 };
 
-// `env`: assignments put before the command, e.g. "PATH=/nowhere".
-inline RunResult run_kat(const std::string& args, const std::string& env = "") {
-  const std::string cmd =
-      (env.empty() ? "" : "env " + env + " ") + std::string(KAT_BINARY_PATH) + " " + args + " 2>&1";
+// Runs a shell command (its stderr redirected by the caller) and collects what it prints.
+inline RunResult run_command(const std::string& cmd) {
   FILE* p = popen(cmd.c_str(), "r");
   RunResult r{-1, ""};
   if (!p) return r;
@@ -33,6 +31,12 @@ inline RunResult run_kat(const std::string& args, const std::string& env = "") {
   const int st = pclose(p);
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   return r;
+}
+
+// `env`: assignments put before the command, e.g. "PATH=/nowhere".
+inline RunResult run_kat(const std::string& args, const std::string& env = "") {
+  return run_command((env.empty() ? "" : "env " + env + " ") + std::string(KAT_BINARY_PATH) + " " +
+                     args + " 2>&1");
 }
 
 // The message of the kat::Error that f throws, or "<no error>".

@@ -8,6 +8,9 @@
     /usr/bin/python3 tools/torch_peer.py lm-generate --config-json runs/lm/config.json \
         --context 256 --prompt 16 --threads 2 --runs 5
 
+train --ranks R: the same in R processes under DistributedDataParallel (gloo on loopback, the
+batch per process, each with its own random batch); images_per_s counts all R processes'
+images. R = 1 runs one plain process (no DDP), as a 1-rank kat job needs no all-reduce.
 train: W warm-up steps, then N timed steps of forward + cross-entropy (label smoothing 0.1) +
 backward + grad-norm clip 1.0 + AdamW (lr 1e-3, wd 0.05 on weight matrices only, as kat does).
 infer: eval-mode forward under torch.no_grad(). Inputs are one fixed random batch.
@@ -166,6 +169,56 @@ def op_benchmark(args) -> None:
                       "ms": [round(t, 3) for t in times]}))
 
 
+def ddp_worker(rank: int, args, port: int, results) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")
+    torch.set_num_threads(args.threads)
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=args.ranks)
+    torch.manual_seed(args.seed)
+    model = build(args)
+    model.train()
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    opt = adamw(model)
+    c = model.config
+    g = torch.Generator().manual_seed(args.seed + rank)
+    x = torch.randn(args.batch, c.in_chans, c.img_size, c.img_size, generator=g)
+    labels = torch.randint(0, c.num_classes, (args.batch,), generator=g)
+    times = []
+    for i in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(ddp(x), labels, label_smoothing=0.1)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if i >= args.warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    if rank == 0:
+        results.put({"times": times, "params": sum(p.numel() for p in model.parameters()),
+                     "arch": c.architecture})
+    torch.distributed.destroy_process_group()
+
+
+def ddp_train_benchmark(args, load_before: float) -> None:
+    import socket
+    import torch.multiprocessing as mp
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.get_context("spawn").SimpleQueue()
+    mp.spawn(ddp_worker, args=(args, port, results), nprocs=args.ranks, join=True)
+    r = results.get()
+    times = r["times"]
+    print(json.dumps({
+        "mode": "train", "arch": r["arch"], "ranks": args.ranks, "batch_per_rank": args.batch,
+        "threads": args.threads, "steps": args.steps, "params": r["params"],
+        "torch": torch.__version__,
+        "images_per_s": args.ranks * args.batch * len(times) / (sum(times) / 1e3),
+        "step_ms_median": statistics.median(times),
+        "step_ms": [round(t, 3) for t in times],
+        "loadavg_1m_before": load_before,
+    }))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("mode", choices=("train", "infer", "op", "lm-train", "lm-generate"))
@@ -183,6 +236,7 @@ def main() -> None:
     ap.add_argument("--prompt", type=int, default=16, help="lm-generate: prompt tokens, P")
     ap.add_argument("--runs", type=int, default=5, help="lm-generate: timed generations")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ranks", type=int, default=1, help="train: DDP processes (gloo)")
     ap.add_argument("--op", choices=("rational", "gelu"), default="rational",
                     help="op mode: the activation timed forward + backward")
     ap.add_argument("--shape", default="128,197,768", help="op mode: the input shape")
@@ -198,6 +252,9 @@ def main() -> None:
         return
 
     load_before = os.getloadavg()[0]  # other busy processes make 2-thread timings meaningless
+    if args.mode == "train" and args.ranks > 1:
+        ddp_train_benchmark(args, load_before)
+        return
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     if args.mode == "lm-train":

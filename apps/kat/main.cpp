@@ -13,12 +13,14 @@
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kat/checkpoint.h"
 #include "kat/config.h"
 #include "kat/cpu.h"
 #include "kat/data.h"
+#include "kat/distributed.h"
 #include "kat/error.h"
 #include "kat/files.h"
 #include "kat/grkan.h"
@@ -91,6 +93,11 @@ config.json, plus optimizer.safetensors and trainer_state.json for --resume).
   --stop-after N         stop at step N, saving last/ for --resume (as Ctrl-C does)
   --log-every N          steps between metric lines                         [50]
   --progress bar|lines   progress display [bar on a terminal, lines otherwise]
+
+Under `mpirun -np N` it trains data parallel on N ranks (kat built with MPI): --batch is per rank
+and the global batch N times it, with the samples one process would draw for that batch; rank 0
+alone prints and writes the run; --resume takes any N that divides the saved global batch. A
+rank that hangs stops the job after KAT_MPI_TIMEOUT seconds [600].
 )";
 
 constexpr const char* kEvalHelp =
@@ -137,6 +144,11 @@ is split 90/10 into training and validation text (every tenth block of 4 KiB).
   --stop-after N         stop at step N, saving last/ for --resume (as Ctrl-C does)
   --log-every N          steps between metric lines                         [50]
   --progress bar|lines   progress display [bar on a terminal, lines otherwise]
+
+Under `mpirun -np N` it trains data parallel on N ranks (kat built with MPI): --batch is per rank
+and the global batch N times it, with the samples one process would draw for that batch; rank 0
+alone prints and writes the run; --resume takes any N that divides the saved global batch. A
+rank that hangs stops the job after KAT_MPI_TIMEOUT seconds [600].
 )";
 
 constexpr const char* kGenerateHelp = R"(usage: kat generate CKPT [--prompt TEXT] [options]
@@ -213,6 +225,11 @@ kat downloads nothing.
   --stop-after N         stop at step N, saving last/ for --resume (as Ctrl-C does)
   --log-every N          steps between metric lines                         [50]
   --progress bar|lines   progress display [bar on a terminal, lines otherwise]
+
+Under `mpirun -np N` it trains data parallel on N ranks (kat built with MPI): --batch is per rank
+and the global batch N times it, with the samples one process would draw for that batch; rank 0
+alone prints and writes the run; --resume takes any N that divides the saved global batch. A
+rank that hangs stops the job after KAT_MPI_TIMEOUT seconds [600].
 )";
 
 constexpr const char* kInfoHelp = R"(usage: kat info CKPT
@@ -329,6 +346,14 @@ bool wants_help(int argc, char** argv) {
   return false;
 }
 
+// --batch of a training command is per rank (as in PyTorch's DistributedDataParallel): the
+// global batch is that times the ranks of an mpirun job; checkpoints keep the global batch.
+int global_batch(const Args& a, int fallback) {
+  const long long b = a.integer("batch", fallback);
+  check(b > 0 && b <= (1 << 24), "--batch must be positive, not ", b);
+  return static_cast<int>(b) * dist::size();
+}
+
 int cmd_train(int argc, char** argv) {
   const Args a = parse(argc, argv, 2,
                        {"model",     "config",   "data",       "epochs",       "batch",
@@ -342,7 +367,7 @@ int cmd_train(int argc, char** argv) {
   TrainOptions o;
   o.data_dir = a.str("data");
   o.epochs = static_cast<int>(a.integer("epochs", 0));
-  o.batch = static_cast<int>(a.integer("batch", o.batch));
+  o.batch = global_batch(a, o.batch);
   o.lr = static_cast<float>(a.real("lr", o.lr));
   o.min_lr = static_cast<float>(a.real("min-lr", o.min_lr));
   o.warmup_epochs = static_cast<float>(a.real("warmup", o.warmup_epochs));
@@ -427,7 +452,7 @@ int cmd_train_lm(int argc, char** argv) {
   LmTrainOptions o;
   o.texts = text_files(a, 0);
   o.steps = a.integer("steps", 0);
-  o.batch = static_cast<int>(a.integer("batch", o.batch));
+  o.batch = global_batch(a, o.batch);
   o.lr = static_cast<float>(a.real("lr", o.lr));
   o.min_lr = static_cast<float>(a.real("min-lr", o.min_lr));
   o.warmup = a.integer("warmup", o.warmup);
@@ -600,7 +625,7 @@ int cmd_lra(int argc, char** argv) {
   o.data_dir = a.str("data");
   o.train_size = a.integer("train-size", o.train_size);
   o.heldout = a.integer("heldout", o.heldout);
-  o.batch = static_cast<int>(a.integer("batch", o.batch));
+  o.batch = global_batch(a, o.batch);
   o.lr = static_cast<float>(a.real("lr", o.lr));
   o.warmup = a.integer("warmup", o.warmup);
   o.weight_decay = static_cast<float>(a.real("weight-decay", o.weight_decay));
@@ -842,7 +867,8 @@ int run(int argc, char** argv) {
     return 0;
   }
   if (cmd == "--version") {
-    std::cout << "kat 0.1.0 (kernels built for " << kat::build_instruction_set() << ")\n";
+    std::cout << "kat 0.1.0 (kernels built for " << kat::build_instruction_set()
+              << (dist::built_with_mpi() ? "; with MPI" : "; without MPI") << ")\n";
     return 0;
   }
   const std::map<std::string, std::pair<int (*)(int, char**), const char*>> commands = {
@@ -864,6 +890,8 @@ int run(int argc, char** argv) {
     std::cout << it->second.second;
     return 0;
   }
+  check(dist::size() == 1 || cmd == "train" || cmd == "train-lm" || cmd == "lra", "kat ", cmd,
+        " runs in one process; under mpirun only train, train-lm and lra run (data parallel)");
   return it->second.first(argc, argv);
 }
 
@@ -871,15 +899,29 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   kat::use_short_openmp_spin(argv);
+  std::string error;
+  int status = 1;
   try {
     kat::require_build_cpu_features();
-    return run(argc, argv);
+    kat::dist::init(&argc, &argv);
+    if (!kat::dist::root()) std::cout.setstate(std::ios::failbit);  // results print on rank 0
+    status = run(argc, argv);
   } catch (const kat::Error& e) {
-    std::cerr << "kat: error: " << e.what() << "\n";
+    error = e.what();
   } catch (const std::bad_alloc&) {
-    std::cerr << "kat: error: out of memory\n";
+    error = "out of memory";
   } catch (const std::exception& e) {
-    std::cerr << "kat: error: " << e.what() << "\n";
+    error = e.what();
   }
-  return 1;
+  if (!error.empty()) {
+    // The ranks of a job mostly meet the same error: rank 0 reports it and stops the job. Another
+    // rank waits a moment first, so it speaks only when the error is its own.
+    const int rank = kat::dist::rank();
+    if (rank != 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    std::cerr << "kat: error: " << (rank ? "rank " + std::to_string(rank) + ": " : "") << error
+              << std::endl;
+    kat::dist::abort_job(1);
+  }
+  kat::dist::finalize();
+  return error.empty() ? status : 1;
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,12 @@ class Params {
   float* grad(int i) { return grads_.data() + specs_[i].offset; }
   int find(const std::string& name) const;  // -1 when absent
   void zero_grad();
+  // Backward passes report here that gradients [offset, total()) are final (a transformer block
+  // when its backward is done); a data-parallel run exchanges them meanwhile (dist::GradientSync).
+  void grads_final_from(int64_t offset) const {
+    if (on_grads_final_) on_grads_final_(offset);
+  }
+  void on_grads_final(std::function<void(int64_t)> f) { on_grads_final_ = std::move(f); }
 
   const std::vector<ParamSpec>& specs() const { return specs_; }
   std::vector<float>& values() { return values_; }
@@ -43,6 +50,7 @@ class Params {
  private:
   std::vector<ParamSpec> specs_;
   std::vector<float> values_, grads_;
+  std::function<void(int64_t)> on_grads_final_;
 };
 
 }  // namespace kat

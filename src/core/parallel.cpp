@@ -3,14 +3,25 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <thread>
+
+#include "kat/distributed.h"
 
 extern "C" void openblas_set_num_threads(int);
 
 namespace kat {
 
 void set_num_threads(int n) {
-  if (n <= 0) n = omp_get_num_procs();
+  if (n <= 0) {
+    // All cores this process may use; ranks of a data-parallel run that share a machine without
+    // being bound to their own cores split them.
+    n = omp_get_num_procs();
+    const int ranks = dist::local_size();
+    if (ranks > 1 && n >= static_cast<int>(std::thread::hardware_concurrency()))
+      n = std::max(1, n / ranks);
+  }
   omp_set_num_threads(n);
   openblas_set_num_threads(n);
 }

@@ -310,6 +310,7 @@ void TransformerBlock::backward(Params& p, float* dres, const float* x, const Bl
   }
   layernorm_backward(dres, p.grad(norm1_w), p.grad(norm1_b), w.dln, x, a.ln1_mean, a.ln1_rstd,
                      p.value(norm1_w), BT, d);
+  p.grads_final_from(p.specs()[norm1_w].offset);  // the block's first parameter
 }
 
 void TransformerBlock::init(Params& p, Rng& rng, const BlockInitStd& std, bool truncate,

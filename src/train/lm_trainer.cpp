@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "kat/checkpoint.h"
+#include "kat/distributed.h"
 #include "kat/error.h"
 #include "kat/files.h"
 #include "kat/optim.h"
@@ -66,6 +67,28 @@ void sample_batch(int32_t* inputs, int32_t* targets, const std::vector<int32_t>&
     std::copy(train.begin() + at, train.begin() + at + T, inputs + b * T);
     std::copy(train.begin() + at + 1, train.begin() + at + T + 1, targets + b * T);
   }
+}
+
+// Every rank evaluates its share of the windows of T tokens; the sums come together.
+LmEval evaluate_lm_ranks(CausalLM& model, const std::vector<int32_t>& tokens, int batch,
+                         int64_t limit) {
+  if (dist::size() == 1) return evaluate_lm(model, tokens, batch, limit);
+  const int64_t T = model.config().context;
+  int64_t n = static_cast<int64_t>(tokens.size()) - 1;
+  if (limit > 0) n = std::min(n, limit);
+  const dist::Shard s = dist::shard((n + T - 1) / T);
+  const int64_t begin = s.begin * T, end = std::min(n, (s.begin + s.count) * T);
+  double sums[2] = {0, 0};  // loss x tokens, tokens
+  if (end > begin) {
+    const std::vector<int32_t> part(tokens.begin() + begin, tokens.begin() + end + 1);
+    const LmEval e = evaluate_lm(model, part, batch, 0, T);
+    sums[0] = e.loss * static_cast<double>(e.tokens), sums[1] = static_cast<double>(e.tokens);
+  }
+  dist::sum(sums, 2, "evaluation");
+  LmEval e;
+  e.tokens = static_cast<int64_t>(sums[1]);
+  e.loss = sums[0] / std::max(1.0, sums[1]);
+  return e;
 }
 
 }  // namespace
@@ -139,7 +162,8 @@ LmTrainResult train_lm(const LmConfig& config_in, LmTrainOptions o, std::ostream
   const int64_t T = c.context, B = o.batch;
   const TextCorpus corpus = load_text_corpus(o.texts, T);
   if (o.out_dir.empty()) o.out_dir = default_run_dir(c.architecture);
-  if (resume_dir.empty()) prepare_run_dir(o.out_dir, o.overwrite);
+  if (resume_dir.empty() && dist::root()) prepare_run_dir(o.out_dir, o.overwrite);
+  const int64_t local = rank_batch(B), first = dist::rank() * local;
 
   AdamWConfig ac;
   ac.weight_decay = o.weight_decay, ac.beta2 = o.beta2;
@@ -152,22 +176,22 @@ LmTrainResult train_lm(const LmConfig& config_in, LmTrainOptions o, std::ostream
     best = state.value("best_loss", best);
     check(step == opt.steps(), resume_dir, ": optimizer and trainer state disagree on the step");
   }
-  write_file_atomic(o.out_dir + "/config.json", lm_config_to_json(c));
-  std::ofstream metrics(o.out_dir + "/metrics.jsonl", std::ios::app);
-  check(metrics.good(), o.out_dir, "/metrics.jsonl: cannot open for writing");
+  if (dist::root()) write_file_atomic(o.out_dir + "/config.json", lm_config_to_json(c));
+  MetricsLog metrics(o.out_dir);
   const bool bar = o.progress == 1 || (o.progress == -1 && isatty(STDERR_FILENO));
-  Progress progress(log, bar);
+  Progress progress(root_log(log), bar);
   {
     std::ostringstream s;
     s << "kat: training " << c.architecture << " (" << model->params().total() << " parameters, "
       << c.ffn_name() << " feed-forward, context " << T << ") on " << corpus.source << ": "
       << corpus.train.size() << " training / " << corpus.valid.size() << " validation tokens; "
-      << o.steps << " steps of " << B << " x " << T << ", " << num_threads() << " threads -> "
-      << o.out_dir;
+      << o.steps << " steps of " << batch_text(B) << " x " << T << ", " << num_threads()
+      << " threads -> " << o.out_dir;
     if (step > 0) s << " (resuming at step " << step << ")";
     progress.message(s.str());
   }
   auto save_state = [&](const std::string& dir, int64_t at_step, double val_loss) {
+    if (!dist::root()) return;
     save_lm(dir, *model);
     save_optimizer(dir, model->params(), opt);
     json s = {{"step", at_step},
@@ -185,15 +209,26 @@ LmTrainResult train_lm(const LmConfig& config_in, LmTrainOptions o, std::ostream
   const double t_start = now_seconds();
   double t_window = t_start, window_loss = 0, last_tok_s = 0;
   int64_t window_steps = 0;
+  double window_sync = 0;
   const int64_t end_step = o.stop_after > 0 ? std::min(o.steps, o.stop_after) : o.steps;
-  while (step < end_step && !interrupt.interrupted()) {
+  dist::GradientSync sync(model->params());
+  bool stop = interrupt.interrupted();
+  while (step < end_step && !stop) {
+    // Every rank draws the whole batch (the windows of one process) and takes its part.
     Rng rng = Rng::derive(o.seed, kBatches, static_cast<uint64_t>(step));
     sample_batch(inputs.data(), targets.data(), corpus.train, B, T, rng);
     const float lr = schedule_lr(step, o.steps, o.warmup, o.lr, o.min_lr);
     model->params().zero_grad();
-    const float loss = model->forward(inputs.data(), targets.data(), B, T);
-    check(std::isfinite(loss), "the loss became ", loss, " at step ", step, " (try a lower --lr)");
+    const float local_loss =
+        model->forward(inputs.data() + first * T, targets.data() + first * T, local, T);
+    check(std::isfinite(local_loss), "the loss became ", local_loss, " at step ", step,
+          " (try a lower --lr)");
+    sync.overlap_next_backward();
     model->backward();
+    double stats[2] = {local_loss, interrupt.interrupted() ? 1.0 : 0.0};
+    sync.finish(stats, 2, step);
+    const double loss = stats[0] / dist::size();
+    stop = stats[1] > 0;
     const float grad_norm = clip_grad_norm(model->params(), o.clip);
     opt.step(lr);
     step++;
@@ -210,17 +245,17 @@ LmTrainResult train_lm(const LmConfig& config_in, LmTrainOptions o, std::ostream
            << " bits/byte) " << std::setprecision(0) << last_tok_s << " tok/s ETA "
            << format_duration(eta);
       progress.step(step, o.steps, line.str());
-      metrics << json{{"kind", "step"},         {"step", step},
-                      {"loss", mean_loss},      {"lr", lr},
-                      {"grad_norm", grad_norm}, {"tokens_per_s", last_tok_s},
-                      {"time_s", t - t_start}}
-                     .dump()
-              << "\n";
-      metrics.flush();
-      t_window = t, window_loss = 0, window_steps = 0;
+      json record = {{"kind", "step"},         {"step", step},
+                     {"loss", mean_loss},      {"lr", lr},
+                     {"grad_norm", grad_norm}, {"tokens_per_s", last_tok_s},
+                     {"time_s", t - t_start}};
+      if (dist::size() > 1) record["allreduce_s"] = sync.seconds() - window_sync;
+      metrics.write(record);
+      t_window = t, window_loss = 0, window_steps = 0, window_sync = sync.seconds();
     }
     if (step % o.eval_every == 0 || step == o.steps) {
-      const LmEval e = evaluate_lm(*model, corpus.valid, B, step == o.steps ? 0 : o.eval_tokens);
+      const LmEval e =
+          evaluate_lm_ranks(*model, corpus.valid, local, step == o.steps ? 0 : o.eval_tokens);
       const bool is_best = e.loss < best;
       best = std::min(best, e.loss);
       std::ostringstream s;
@@ -229,16 +264,13 @@ LmTrainResult train_lm(const LmConfig& config_in, LmTrainOptions o, std::ostream
         << ", " << e.tokens << " tokens)" << (is_best ? " (best)" : "") << ", "
         << format_duration(now_seconds() - t_start) << " elapsed";
       progress.message(s.str());
-      metrics << json{{"kind", "eval"},
-                      {"step", step},
-                      {"val_loss", e.loss},
-                      {"val_bpb", e.bits_per_byte()},
-                      {"val_tokens", e.tokens},
-                      {"tokens_per_s", last_tok_s},
-                      {"time_s", now_seconds() - t_start}}
-                     .dump()
-              << "\n";
-      metrics.flush();
+      metrics.write({{"kind", "eval"},
+                     {"step", step},
+                     {"val_loss", e.loss},
+                     {"val_bpb", e.bits_per_byte()},
+                     {"val_tokens", e.tokens},
+                     {"tokens_per_s", last_tok_s},
+                     {"time_s", now_seconds() - t_start}});
       save_state(o.out_dir + "/last", step, e.loss);
       if (is_best) save_state(o.out_dir + "/best", step, e.loss);
       result.final_eval = e;
@@ -247,9 +279,9 @@ LmTrainResult train_lm(const LmConfig& config_in, LmTrainOptions o, std::ostream
   }
   if (step < o.steps) {
     save_state(o.out_dir + "/last", step, 0.0);
-    progress.message(std::string(interrupt.interrupted() ? "interrupted" : "stopped") + ": saved " +
-                     o.out_dir + "/last at step " + std::to_string(step) +
-                     "; continue with --resume " + o.out_dir + "/last");
+    progress.message(std::string(stop ? "interrupted" : "stopped") + ": saved " + o.out_dir +
+                     "/last at step " + std::to_string(step) + "; continue with --resume " +
+                     o.out_dir + "/last");
   }
   result.best_loss = best;
   result.train_seconds = now_seconds() - t_start;

@@ -14,6 +14,7 @@
 
 #include "kat/checkpoint.h"
 #include "kat/data.h"
+#include "kat/distributed.h"
 #include "kat/error.h"
 #include "kat/files.h"
 #include "kat/listops.h"
@@ -213,10 +214,14 @@ SequenceConfig lra_config(const std::string& task, const LraData& data) {
   return c;
 }
 
-double lra_accuracy(SequenceClassifier& model, const SequenceDataset& d, int batch, int64_t limit) {
-  const int64_t n = limit > 0 ? std::min(limit, d.size()) : d.size();
-  std::vector<int64_t> idx(n);
-  for (int64_t i = 0; i < n; i++) idx[i] = i;
+namespace {
+
+// Correct predictions on sequences [first, end).
+int64_t count_correct(SequenceClassifier& model, const SequenceDataset& d, int batch, int64_t first,
+                      int64_t end) {
+  std::vector<int64_t> idx(end - first);
+  for (int64_t i = first; i < end; i++) idx[i - first] = i;
+  const int64_t n = end - first;
   std::vector<int32_t> tokens, labels;
   int64_t correct = 0;
   const int64_t V = model.config().num_classes;
@@ -230,7 +235,24 @@ double lra_accuracy(SequenceClassifier& model, const SequenceDataset& d, int bat
         correct += (std::max_element(z + b * V, z + (b + 1) * V) - (z + b * V)) == labels[b];
     });
   }
-  return static_cast<double>(correct) / static_cast<double>(n);
+  return correct;
+}
+
+// Every rank tests its shard of the first `limit` sequences; the counts come together.
+double lra_accuracy_ranks(SequenceClassifier& model, const SequenceDataset& d, int batch,
+                          int64_t limit) {
+  const int64_t n = limit > 0 ? std::min(limit, d.size()) : d.size();
+  const dist::Shard s = dist::shard(n);
+  double correct = static_cast<double>(count_correct(model, d, batch, s.begin, s.begin + s.count));
+  dist::sum(&correct, 1, "evaluation");
+  return correct / static_cast<double>(n);
+}
+
+}  // namespace
+
+double lra_accuracy(SequenceClassifier& model, const SequenceDataset& d, int batch, int64_t limit) {
+  const int64_t n = limit > 0 ? std::min(limit, d.size()) : d.size();
+  return static_cast<double>(count_correct(model, d, batch, 0, n)) / static_cast<double>(n);
 }
 
 namespace {
@@ -293,7 +315,8 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
         std::max(data.train.max_length(), data.test.max_length()),
         " tokens, longer than the model's max_len of ", config.max_len);
   const std::string out = o.out_dir.empty() ? default_run_dir(config.architecture) : o.out_dir;
-  if (!loaded) prepare_run_dir(out, o.overwrite);
+  if (!loaded && dist::root()) prepare_run_dir(out, o.overwrite);
+  const int64_t local = rank_batch(o.batch), first = dist::rank() * local;
   AdamWConfig ac;
   ac.weight_decay = o.weight_decay;
   AdamW opt(model.params(), ac);
@@ -308,50 +331,59 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
     check(step < o.steps, o.resume, " is at step ", step, " of ", o.steps,
           ": give a larger --steps to train further");
   }
-  write_file_atomic(out + "/config.json", sequence_config_to_json(config));
-  std::ofstream metrics(out + "/metrics.jsonl", std::ios::app);
-  check(metrics.good(), out, "/metrics.jsonl: cannot open for writing");
+  if (dist::root()) write_file_atomic(out + "/config.json", sequence_config_to_json(config));
+  MetricsLog metrics(out);
   auto save_state = [&](const std::string& dir, int64_t at_step) {
+    if (!dist::root()) return;
     save_sequence_model(dir, model);
     save_optimizer(dir, model.params(), opt);
     const json s = {
         {"step", at_step}, {"best_acc", best}, {"run_dir", out}, {"options", options_json(o)}};
     write_file_atomic(dir + "/trainer_state.json", s.dump(2) + "\n");
   };
-  Progress progress(log, o.progress == 1 || (o.progress == -1 && isatty(STDERR_FILENO)));
+  Progress progress(root_log(log), o.progress == 1 || (o.progress == -1 && isatty(STDERR_FILENO)));
   {
     std::ostringstream s;
     s << "kat: training " << config.architecture << " (" << model.params().total()
       << " parameters, " << (config.ffn == Ffn::Kan ? "kan" : "mlp") << " feed-forward, "
       << mixer_name(config.mixer) << " mixer) on " << data.train.size() << " sequences of "
       << data.train.source << " (up to " << data.train.max_length() << " tokens); " << o.steps
-      << " steps of " << o.batch << ", " << num_threads() << " threads -> " << out;
+      << " steps of " << batch_text(o.batch) << ", " << num_threads() << " threads -> " << out;
     if (step > 0) s << " (resuming at step " << step << ")";
     progress.message(s.str());
   }
   InterruptGuard interrupt;
   std::vector<int32_t> tokens, labels;
-  std::vector<int64_t> idx(o.batch);
+  std::vector<int64_t> idx(o.batch);  // the whole batch; this rank trains on its part
   LraResult result;
   result.run_dir = out;
   const double t0 = now_seconds();
-  double t_window = t0, window_loss = 0;
+  double t_window = t0, window_loss = 0, window_sync = 0;
   int64_t window_steps = 0;
   const int64_t end = o.stop_after > 0 ? std::min(o.steps, o.stop_after) : o.steps;
   const uint64_t n_train = static_cast<uint64_t>(data.train.size());
-  for (; step < end && !interrupt.interrupted();) {
+  dist::GradientSync sync(model.params());
+  bool stop = interrupt.interrupted();
+  for (; step < end && !stop;) {
+    // Every rank draws the whole batch (the samples of one process) and takes its part.
     Rng rng = Rng::derive(o.seed, kLraBatches, static_cast<uint64_t>(step));
     for (int64_t& i : idx) i = static_cast<int64_t>(rng.next_u64() % n_train);
     const float lr = schedule_lr(step, o.steps, o.warmup, o.lr, o.min_lr);
     model.params().zero_grad();
-    double loss = 0;
-    for_equal_lengths(data.train, idx.data(), o.batch, [&](int64_t first, int64_t count) {
-      const int64_t T = gather(data.train, idx.data() + first, count, tokens, labels);
-      loss += model.forward(tokens.data(), labels.data(), count, T,
-                            static_cast<float>(count) / static_cast<float>(o.batch));
+    double local_loss = 0;
+    for_equal_lengths(data.train, idx.data() + first, local, [&](int64_t at, int64_t count) {
+      const int64_t T = gather(data.train, idx.data() + first + at, count, tokens, labels);
+      local_loss += model.forward(tokens.data(), labels.data(), count, T,
+                                  static_cast<float>(count) / static_cast<float>(local));
+      if (at + count == local) sync.overlap_next_backward();  // the last backward of the step
       model.backward();
     });
-    check(std::isfinite(loss), "the loss became ", loss, " at step ", step, " (try a lower --lr)");
+    check(std::isfinite(local_loss), "the loss became ", local_loss, " at step ", step,
+          " (try a lower --lr)");
+    double stats[2] = {local_loss, interrupt.interrupted() ? 1.0 : 0.0};
+    sync.finish(stats, 2, step);
+    const double loss = stats[0] / dist::size();
+    stop = stats[1] > 0;
     const float grad_norm = clip_grad_norm(model.params(), o.clip);
     opt.step(lr);
     step++, window_loss += loss, window_steps++;
@@ -362,17 +394,17 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
            << window_loss / window_steps << " " << std::setprecision(1) << seq_s << " seq/s ETA "
            << format_duration((o.steps - step) * o.batch / std::max(1e-9, seq_s));
       progress.step(step, o.steps, line.str());
-      metrics
-          << json{{"kind", "step"},  {"step", step},           {"loss", window_loss / window_steps},
-                  {"lr", lr},        {"grad_norm", grad_norm}, {"sequences_per_s", seq_s},
-                  {"time_s", t - t0}}
-                 .dump()
-          << "\n";
-      metrics.flush();
-      t_window = t, window_loss = 0, window_steps = 0;
+      json record = {
+          {"kind", "step"},  {"step", step},           {"loss", window_loss / window_steps},
+          {"lr", lr},        {"grad_norm", grad_norm}, {"sequences_per_s", seq_s},
+          {"time_s", t - t0}};
+      if (dist::size() > 1) record["allreduce_s"] = sync.seconds() - window_sync;
+      metrics.write(record);
+      t_window = t, window_loss = 0, window_steps = 0, window_sync = sync.seconds();
     }
     if (step % o.eval_every == 0 || step == o.steps) {
-      const double acc = lra_accuracy(model, data.valid, o.batch, o.eval_limit);
+      const double acc =
+          lra_accuracy_ranks(model, data.valid, static_cast<int>(local), o.eval_limit);
       const bool is_best = acc > best;
       best = std::max(best, acc);
       std::ostringstream s;
@@ -380,13 +412,8 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
         << 100 * acc << "%" << (is_best ? " (best)" : "") << ", "
         << format_duration(now_seconds() - t0) << " elapsed";
       progress.message(s.str());
-      metrics << json{{"kind", "eval"},
-                      {"step", step},
-                      {"valid_acc", acc},
-                      {"time_s", now_seconds() - t0}}
-                     .dump()
-              << "\n";
-      metrics.flush();
+      metrics.write(
+          {{"kind", "eval"}, {"step", step}, {"valid_acc", acc}, {"time_s", now_seconds() - t0}});
       save_state(out + "/last", step);
       if (is_best) save_state(out + "/best", step);
       result.valid_accuracy = acc;
@@ -395,15 +422,14 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
   }
   if (step < o.steps) {
     save_state(out + "/last", step);
-    progress.message(std::string(interrupt.interrupted() ? "interrupted" : "stopped") + ": saved " +
-                     out + "/last at step " + std::to_string(step) + "; continue with kat lra " +
-                     o.task + " --resume " + out + "/last");
+    progress.message(std::string(stop ? "interrupted" : "stopped") + ": saved " + out +
+                     "/last at step " + std::to_string(step) + "; continue with kat lra " + o.task +
+                     " --resume " + out + "/last");
   }
   result.steps = step;
   result.train_seconds = now_seconds() - t0;
-  result.test_accuracy = lra_accuracy(model, data.test, o.batch);
-  metrics << json{{"kind", "test"}, {"step", step}, {"test_acc", result.test_accuracy}}.dump()
-          << "\n";
+  result.test_accuracy = lra_accuracy_ranks(model, data.test, static_cast<int>(local), 0);
+  metrics.write({{"kind", "test"}, {"step", step}, {"test_acc", result.test_accuracy}});
   return result;
 }
 

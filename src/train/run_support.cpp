@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "kat/checkpoint.h"
+#include "kat/distributed.h"
 #include "kat/error.h"
 #include "kat/files.h"
 
@@ -78,11 +79,48 @@ nlohmann::json read_trainer_state(const std::string& checkpoint,
   }
 }
 
+int64_t rank_batch(int64_t global_batch) {
+  const int n = dist::size();
+  check(global_batch % n == 0, "a batch of ", global_batch, " does not split evenly over ", n,
+        " ranks: run with a number of ranks that divides it");
+  return global_batch / n;
+}
+
+std::string batch_text(int64_t global_batch) {
+  const int n = dist::size();
+  if (n == 1) return std::to_string(global_batch);
+  return std::to_string(global_batch) + " (" + std::to_string(n) + " ranks x " +
+         std::to_string(global_batch / n) + ")";
+}
+
+std::ostream& root_log(std::ostream& log) {
+  static std::ostream nowhere(nullptr);  // a stream without a buffer drops what it is given
+  return dist::root() ? log : nowhere;
+}
+
+MetricsLog::MetricsLog(const std::string& run_dir) {
+  if (!dist::root()) return;
+  out_ = std::make_unique<std::ofstream>(run_dir + "/metrics.jsonl", std::ios::app);
+  check(out_->good(), run_dir, "/metrics.jsonl: cannot open for writing");
+}
+
+void MetricsLog::write(const nlohmann::json& record) {
+  if (!out_) return;
+  *out_ << record.dump() << "\n";
+  out_->flush();
+}
+
+// Under mpirun, Ctrl-C reaches the ranks as SIGTERM (mpirun's own SIGINT handler forwards it so):
+// it stops the run as SIGINT does.
 InterruptGuard::InterruptGuard() {
   g_interrupted = 0;
   std::signal(SIGINT, on_interrupt);
+  if (dist::size() > 1) std::signal(SIGTERM, on_interrupt);
 }
-InterruptGuard::~InterruptGuard() { std::signal(SIGINT, SIG_DFL); }
+InterruptGuard::~InterruptGuard() {
+  std::signal(SIGINT, SIG_DFL);
+  if (dist::size() > 1) std::signal(SIGTERM, SIG_DFL);
+}
 bool InterruptGuard::interrupted() { return g_interrupted != 0; }
 
 void Progress::step(int64_t step, int64_t total, const std::string& line) {

@@ -3,7 +3,9 @@
 
 #include <csignal>
 #include <cstdint>
+#include <fstream>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
@@ -24,6 +26,24 @@ void prepare_run_dir(const std::string& dir, bool overwrite);
 // naming it). Returns the state with "resume_dir" set to the checkpoint directory.
 nlohmann::json read_trainer_state(const std::string& checkpoint,
                                   const std::function<void(const nlohmann::json&)>& restore);
+
+// Data parallel (kat/distributed.h): the per-rank share of a global batch, which the ranks must
+// divide evenly, and how a run's start line states it ("64" or "64 (2 ranks x 32)").
+int64_t rank_batch(int64_t global_batch);
+std::string batch_text(int64_t global_batch);
+
+// Where a rank's progress goes: `log` on rank 0, nowhere on the others.
+std::ostream& root_log(std::ostream& log);
+
+// metrics.jsonl of a run, one JSON object per line, appended by rank 0 alone.
+class MetricsLog {
+ public:
+  explicit MetricsLog(const std::string& run_dir);
+  void write(const nlohmann::json& record);
+
+ private:
+  std::unique_ptr<std::ofstream> out_;
+};
 
 // Ctrl-C while training: the loop finishes its step, saves last/ and says how to resume.
 class InterruptGuard {

@@ -20,6 +20,7 @@
 #include <sstream>
 
 #include "kat/checkpoint.h"
+#include "kat/distributed.h"
 #include "kat/error.h"
 #include "kat/files.h"
 #include "kat/optim.h"
@@ -176,19 +177,22 @@ ModelConfig config_for_data(ModelConfig c, const ImageDataset& train, const std:
   return c;
 }
 
-EvalResult evaluate(VisionTransformer& model, const ImageDataset& data, int batch, int64_t limit) {
+namespace {
+
+// Images [first, end) of the data.
+EvalResult evaluate_range(VisionTransformer& model, const ImageDataset& data, int batch,
+                          int64_t first, int64_t end) {
   const ModelConfig& c = model.config();
   check_data_matches(c, data, data.source);
-  const int64_t n = limit > 0 ? std::min(limit, data.count) : data.count;
   const int64_t V = c.num_classes, per = static_cast<int64_t>(c.in_chans) * c.img_size * c.img_size;
   EvalResult r;
   r.num_classes = c.num_classes;
   r.confusion.assign(V * V, 0);
-  r.predicted.reserve(n);
+  r.predicted.reserve(end - first);
   std::vector<float> images(batch * per);
   std::vector<int32_t> labels(batch);
-  for (int64_t start = 0; start < n; start += batch) {
-    const int64_t B = std::min<int64_t>(batch, n - start);
+  for (int64_t start = first; start < end; start += batch) {
+    const int64_t B = std::min<int64_t>(batch, end - start);
     normalize_images(images.data(), data.image(start), B, c);
     std::copy(data.labels.begin() + start, data.labels.begin() + start + B, labels.begin());
     const float loss = model.forward(images.data(), labels.data(), B);
@@ -204,6 +208,34 @@ EvalResult evaluate(VisionTransformer& model, const ImageDataset& data, int batc
   }
   r.loss /= std::max<int64_t>(1, r.count);
   return r;
+}
+
+// Every rank evaluates its shard of the data; the sums come together on every rank.
+EvalResult evaluate_ranks(VisionTransformer& model, const ImageDataset& data, int batch) {
+  const dist::Shard s = dist::shard(data.count);
+  EvalResult r = evaluate_range(model, data, batch, s.begin, s.begin + s.count);
+  if (dist::size() == 1) return r;
+  const int64_t V = r.num_classes;
+  std::vector<double> sums(3 + V * V + data.count, 0.0);  // count, correct, loss; confusion;
+  sums[0] = static_cast<double>(r.count), sums[1] = static_cast<double>(r.correct);  // predicted
+  sums[2] = r.loss * static_cast<double>(r.count);
+  for (int64_t i = 0; i < V * V; i++) sums[3 + i] = static_cast<double>(r.confusion[i]);
+  for (int64_t i = 0; i < s.count; i++) sums[3 + V * V + s.begin + i] = r.predicted[i];
+  dist::sum(sums, "evaluation");
+  r.count = static_cast<int64_t>(sums[0]), r.correct = static_cast<int64_t>(sums[1]);
+  r.loss = sums[2] / std::max<double>(1, sums[0]);
+  for (int64_t i = 0; i < V * V; i++) r.confusion[i] = static_cast<int64_t>(sums[3 + i]);
+  r.predicted.resize(data.count);
+  for (int64_t i = 0; i < data.count; i++)
+    r.predicted[i] = static_cast<int32_t>(sums[3 + V * V + i]);
+  return r;
+}
+
+}  // namespace
+
+EvalResult evaluate(VisionTransformer& model, const ImageDataset& data, int batch, int64_t limit) {
+  return evaluate_range(model, data, batch, 0,
+                        limit > 0 ? std::min(limit, data.count) : data.count);
 }
 
 void print_eval(std::ostream& out, const EvalResult& r, const std::vector<std::string>& names) {
@@ -267,7 +299,8 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
   check(train.count >= o.batch, train.source, ": ", train.count,
         " training images are fewer than one batch of ", o.batch);
   if (o.out_dir.empty()) o.out_dir = default_run_dir(c.architecture);
-  if (resume_dir.empty()) prepare_run_dir(o.out_dir, o.overwrite);
+  if (resume_dir.empty() && dist::root()) prepare_run_dir(o.out_dir, o.overwrite);
+  const int64_t local = rank_batch(o.batch), first = dist::rank() * local;
 
   AdamWConfig ac;
   ac.weight_decay = o.weight_decay;
@@ -284,17 +317,16 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
     check(step == opt.steps(), resume_dir, ": optimizer and trainer state disagree on the step");
   }
   const Augment aug = parse_augment(o.augment, o.data_dir);
-  write_file_atomic(o.out_dir + "/config.json", config_to_json(c));
-  std::ofstream metrics(o.out_dir + "/metrics.jsonl", std::ios::app);
-  check(metrics.good(), o.out_dir, "/metrics.jsonl: cannot open for writing");
+  if (dist::root()) write_file_atomic(o.out_dir + "/config.json", config_to_json(c));
+  MetricsLog metrics(o.out_dir);
 
   const bool bar = o.progress == 1 || (o.progress == -1 && isatty(STDERR_FILENO));
-  Progress progress(log, bar);
+  Progress progress(root_log(log), bar);
   {
     std::ostringstream s;
     s << "kat: training " << c.architecture << " (" << model->params().total() << " parameters, "
       << c.ffn_name() << " feed-forward) on " << train.count << " images of " << o.data_dir << "; "
-      << o.epochs << " epochs x " << steps_per_epoch << " steps of " << o.batch << ", "
+      << o.epochs << " epochs x " << steps_per_epoch << " steps of " << batch_text(o.batch) << ", "
       << num_threads() << " threads -> " << o.out_dir;
     if (step > 0) s << " (resuming at step " << step << ")";
     progress.message(s.str());
@@ -302,9 +334,10 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
 
   const int64_t per = static_cast<int64_t>(c.in_chans) * c.img_size * c.img_size;
   std::vector<uint8_t> raw(o.batch * per);
-  std::vector<float> images(o.batch * per);
+  std::vector<float> images(local * per);
   std::vector<int32_t> labels(o.batch);
   auto save_state = [&](const std::string& dir, int64_t at_step, double acc) {
+    if (!dist::root()) return;
     save_model(dir, *model);
     save_optimizer(dir, model->params(), opt);
     json s = {{"step", at_step},       {"epoch", at_step / steps_per_epoch},
@@ -319,32 +352,44 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
   const double t_start = now_seconds();
   double t_window = t_start;
   int64_t window_images = 0, window_correct = 0, window_steps = 0;
-  double window_loss = 0, last_img_s = 0;
+  double window_loss = 0, last_img_s = 0, window_sync = 0;
   std::vector<int64_t> order;
   int64_t order_epoch = -1;
   const int64_t end_step = o.stop_after > 0 ? std::min(total_steps, o.stop_after) : total_steps;
-  while (step < end_step && !interrupt.interrupted()) {
+  dist::GradientSync sync(model->params());
+  const uint64_t rank_salt = Rng::derive(o.seed, kDropout, dist::rank()).next_u64();
+  bool stop = interrupt.interrupted();
+  while (step < end_step && !stop) {
     const int64_t epoch = step / steps_per_epoch, in_epoch = step % steps_per_epoch;
     if (order_epoch != epoch) order = epoch_order(train.count, o.seed, epoch), order_epoch = epoch;
     Rng aug_rng = Rng::derive(o.seed, kAugment, static_cast<uint64_t>(step));
+    // Every rank draws the whole batch (the same augmentation as one process) and takes its part.
     gather_batch(raw.data(), labels.data(), train, order.data() + in_epoch * o.batch, o.batch, aug,
                  aug_rng);
-    normalize_images(images.data(), raw.data(), o.batch, c);
+    normalize_images(images.data(), raw.data() + first * per, local, c);
     const float lr = schedule_lr(step, total_steps, warmup, o.lr, o.min_lr);
     model->params().zero_grad();
-    const float loss =
-        model->forward(images.data(), labels.data(), o.batch, true, o.label_smoothing,
-                       Rng::derive(o.seed, kDropout, step).next_u64());
-    check(std::isfinite(loss), "the loss became ", loss, " at step ", step, " (try a lower --lr)");
+    // Dropout masks: one process draws them for its whole batch; each rank for its own part.
+    const uint64_t dropout_seed = Rng::derive(o.seed, kDropout, step).next_u64();
+    const float local_loss =
+        model->forward(images.data(), labels.data() + first, local, true, o.label_smoothing,
+                       dist::rank() == 0 ? dropout_seed : dropout_seed ^ rank_salt);
+    check(std::isfinite(local_loss), "the loss became ", local_loss, " at step ", step,
+          " (try a lower --lr)");
+    sync.overlap_next_backward();
     model->backward();
+    const float* z = model->logits();
+    const int64_t V = c.num_classes;
+    double stats[3] = {local_loss, 0, interrupt.interrupted() ? 1.0 : 0.0};
+    for (int64_t b = 0; b < local; b++)
+      stats[1] += (std::max_element(z + b * V, z + (b + 1) * V) - (z + b * V)) == labels[first + b];
+    sync.finish(stats, 3, step);  // the gradient of the whole batch on every rank
+    const float loss = static_cast<float>(stats[0] / dist::size());
+    stop = stats[2] > 0;
     const float grad_norm = clip_grad_norm(model->params(), o.clip);
     opt.step(lr);
     step++;
-
-    const float* z = model->logits();
-    const int64_t V = c.num_classes;
-    for (int64_t b = 0; b < o.batch; b++)
-      window_correct += (std::max_element(z + b * V, z + (b + 1) * V) - (z + b * V)) == labels[b];
+    window_correct += static_cast<int64_t>(stats[1]);
     window_images += o.batch, window_loss += loss, window_steps++;
 
     const bool epoch_end = step % steps_per_epoch == 0;
@@ -360,22 +405,22 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
            << std::setprecision(1) << 100 * acc << "% " << std::setprecision(0) << last_img_s
            << " img/s ETA " << format_duration(eta);
       progress.step(step, total_steps, line.str());
-      metrics << json{{"kind", "step"},
-                      {"step", step},
-                      {"epoch", epoch},
-                      {"loss", mean_loss},
-                      {"acc", acc},
-                      {"lr", lr},
-                      {"grad_norm", grad_norm},
-                      {"images_per_s", last_img_s},
-                      {"time_s", t - t_start}}
-                     .dump()
-              << "\n";
-      metrics.flush();
+      json record = {{"kind", "step"},
+                     {"step", step},
+                     {"epoch", epoch},
+                     {"loss", mean_loss},
+                     {"acc", acc},
+                     {"lr", lr},
+                     {"grad_norm", grad_norm},
+                     {"images_per_s", last_img_s},
+                     {"time_s", t - t_start}};
+      if (dist::size() > 1) record["allreduce_s"] = sync.seconds() - window_sync;
+      metrics.write(record);
       t_window = t, window_images = window_correct = window_steps = 0, window_loss = 0;
+      window_sync = sync.seconds();
     }
     if (epoch_end) {
-      const EvalResult r = evaluate(*model, test, o.batch);
+      const EvalResult r = evaluate_ranks(*model, test, o.batch);
       const bool is_best = r.accuracy() > best;
       best = std::max(best, r.accuracy());
       std::ostringstream s;
@@ -384,16 +429,13 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
         << r.loss << (is_best ? " (best)" : "") << ", " << format_duration(now_seconds() - t_start)
         << " elapsed";
       progress.message(s.str());
-      metrics << json{{"kind", "epoch"},
-                      {"step", step},
-                      {"epoch", epoch + 1},
-                      {"test_acc", r.accuracy()},
-                      {"test_loss", r.loss},
-                      {"images_per_s", last_img_s},
-                      {"time_s", now_seconds() - t_start}}
-                     .dump()
-              << "\n";
-      metrics.flush();
+      metrics.write({{"kind", "epoch"},
+                     {"step", step},
+                     {"epoch", epoch + 1},
+                     {"test_acc", r.accuracy()},
+                     {"test_loss", r.loss},
+                     {"images_per_s", last_img_s},
+                     {"time_s", now_seconds() - t_start}});
       save_state(o.out_dir + "/last", step, r.accuracy());
       if (is_best) save_state(o.out_dir + "/best", step, r.accuracy());
       result.final_eval = r;
@@ -402,14 +444,15 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
   }
   if (step < total_steps) {  // interrupted or --stop-after
     save_state(o.out_dir + "/last", step, 0.0);
-    progress.message(std::string(interrupt.interrupted() ? "interrupted" : "stopped") + ": saved " +
-                     o.out_dir + "/last at step " + std::to_string(step) +
-                     "; continue with --resume " + o.out_dir + "/last");
+    progress.message(std::string(stop ? "interrupted" : "stopped") + ": saved " + o.out_dir +
+                     "/last at step " + std::to_string(step) + "; continue with --resume " +
+                     o.out_dir + "/last");
   }
   result.best_accuracy = best;
   result.train_seconds = now_seconds() - t_start;
   result.steps = step;
-  if (result.final_eval.count == 0 && step > 0) result.final_eval = evaluate(*model, test, o.batch);
+  if (result.final_eval.count == 0 && step > 0)
+    result.final_eval = evaluate_ranks(*model, test, o.batch);
   return result;
 }
 
