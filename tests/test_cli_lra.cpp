@@ -25,6 +25,7 @@ TEST(LraCli, ListOpsRunsExportsAndReadsItsOwnFiles) {
   auto r = run_kat("lra listops --out " + (dir / "gen") + " --export " + (dir / "tsv") + common);
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("test accuracy"));
+  EXPECT_THAT(r.output, HasSubstr("/best (step "));  // best/ is tested as well
   EXPECT_TRUE(std::filesystem::exists(dir / "gen/best/model.safetensors"));
   r = run_kat("info " + (dir / "gen/best"));  // kat info reads sequence classifiers too
   ASSERT_EQ(r.status, 0) << r.output;

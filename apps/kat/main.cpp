@@ -179,7 +179,8 @@ constexpr const char* kLraHelp = R"(usage: kat lra TASK [options]
 
 Trains a sequence classifier (token embedding, learned positions, pre-norm blocks, --pool)
 on a Long Range Arena task, evaluates it on the validation set while training and prints the test
-accuracy at the end. Writes a run directory (metrics.jsonl, config.json, last/, best/).
+accuracy at the end, of the final model and of best/ (the best validation accuracy). Writes a
+run directory (metrics.jsonl, config.json, last/, best/).
 
 TASK is one of:
   listops     nested [MIN/[MAX/[MED/[SM expressions (LRA's rules; operators and ] are tokens,
@@ -587,6 +588,10 @@ int report_lra(const LraResult& r) {
             << "validation accuracy " << std::fixed << std::setprecision(2)
             << 100 * r.valid_accuracy << "%, test accuracy " << 100 * r.test_accuracy << "% after "
             << r.steps << " steps in " << std::setprecision(0) << r.train_seconds << " s\n";
+  if (r.best_step >= 0)
+    std::cout << "best checkpoint: " << r.run_dir << "/best (step " << r.best_step
+              << ", validation accuracy " << std::setprecision(2) << 100 * r.best_valid_accuracy
+              << "%): test accuracy " << 100 * r.best_test_accuracy << "%\n";
   return 0;
 }
 

@@ -66,8 +66,12 @@ LraOptions lra_resume_options(const std::string& checkpoint, const LraOptions& g
 
 struct LraResult {
   std::string run_dir;
-  double valid_accuracy = 0, test_accuracy = 0, train_seconds = 0;
+  double valid_accuracy = 0, test_accuracy = 0, train_seconds = 0;  // of the final model
   int64_t steps = 0;
+  // best/: the checkpoint of the best validation accuracy (LRA's model selection) and its test
+  // accuracy; best_step is -1 when a resumed checkpoint did not record it.
+  int64_t best_step = -1;
+  double best_valid_accuracy = 0, best_test_accuracy = 0;
 };
 
 // Trains `config` from its init, or, with options.resume, continues that checkpoint exactly (same

@@ -322,11 +322,13 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
   AdamW opt(model.params(), ac);
   int64_t step = 0;
   double best = -1;
+  int64_t best_step = -1;  // of best/; -1: unknown (a checkpoint from before it was kept)
   if (loaded) {
     const json state = json::parse(read_text_file(o.resume + "/trainer_state.json"));
     load_optimizer(o.resume, model.params(), opt);
     step = state.at("step").get<int64_t>();
     best = state.value("best_acc", best);
+    best_step = state.value("best_step", best_step);
     check(step == opt.steps(), o.resume, ": optimizer and trainer state disagree on the step");
     check(step < o.steps, o.resume, " is at step ", step, " of ", o.steps,
           ": give a larger --steps to train further");
@@ -337,8 +339,11 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
     if (!dist::root()) return;
     save_sequence_model(dir, model);
     save_optimizer(dir, model.params(), opt);
-    const json s = {
-        {"step", at_step}, {"best_acc", best}, {"run_dir", out}, {"options", options_json(o)}};
+    const json s = {{"step", at_step},
+                    {"best_acc", best},
+                    {"best_step", best_step},
+                    {"run_dir", out},
+                    {"options", options_json(o)}};
     write_file_atomic(dir + "/trainer_state.json", s.dump(2) + "\n");
   };
   Progress progress(root_log(log), o.progress == 1 || (o.progress == -1 && isatty(STDERR_FILENO)));
@@ -407,6 +412,7 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
           lra_accuracy_ranks(model, data.valid, static_cast<int>(local), o.eval_limit);
       const bool is_best = acc > best;
       best = std::max(best, acc);
+      if (is_best) best_step = step;
       std::ostringstream s;
       s << "step " << step << ": validation accuracy " << std::fixed << std::setprecision(2)
         << 100 * acc << "%" << (is_best ? " (best)" : "") << ", "
@@ -430,6 +436,18 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
   result.train_seconds = now_seconds() - t0;
   result.test_accuracy = lra_accuracy_ranks(model, data.test, static_cast<int>(local), 0);
   metrics.write({{"kind", "test"}, {"step", step}, {"test_acc", result.test_accuracy}});
+  // LRA picks the model by validation accuracy: best/ is tested too when it is another model.
+  result.best_step = best_step, result.best_valid_accuracy = best;
+  result.best_test_accuracy = result.test_accuracy;
+  if (best_step >= 0 && best_step != step) {
+    double token = 0;
+    dist::sum(&token, 1, "barrier");  // rank 0 has written best/ before any rank reads it
+    const auto best_model = load_sequence_model(out + "/best");
+    result.best_test_accuracy =
+        lra_accuracy_ranks(*best_model, data.test, static_cast<int>(local), 0);
+    metrics.write(
+        {{"kind", "test_best"}, {"step", best_step}, {"test_acc", result.best_test_accuracy}});
+  }
   return result;
 }
 
