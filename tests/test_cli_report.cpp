@@ -311,14 +311,9 @@ Render render(const std::string& chromium, const std::string& html, const std::s
                           "--enable-logging=stderr --v=0 --user-data-dir=" +
                           profile + " --window-size=1200,3000 --screenshot=" + png + " file://" +
                           html + " 2>&1";
+  const testing::RunResult run = testing::run_command(cmd);
   Render r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.log.append(buf, n);
-  const int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.status = run.status, r.log = run.output;
   std::istringstream lines(r.log);
   std::string line;
   while (std::getline(lines, line))

@@ -222,6 +222,10 @@ TEST_F(Distributed, OnlyTrainingCommandsRunUnderMpirun) {
   EXPECT_NE(r.status, 0);
   EXPECT_THAT(r.output, HasSubstr("kat: error: ")) << r.output;
   EXPECT_THAT(r.output, ::testing::Not(HasSubstr("rank 1:"))) << r.output;
+  r = run_mpi(2, "train" + std::string(kQuiet), "KAT_MPI_TIMEOUT=soon");
+  EXPECT_NE(r.status, 0);
+  EXPECT_THAT(r.output, HasSubstr("KAT_MPI_TIMEOUT must be a number of seconds > 0, not 'soon'"))
+      << r.output;
 }
 
 }  // namespace

@@ -25,7 +25,7 @@ inline bool root() { return rank() == 0; }
 int local_size();  // ranks on this machine
 
 // Seconds a rank waits for the others in any exchange before it stops the whole job with an
-// error naming the exchange (environment KAT_MPI_TIMEOUT; default 600).
+// error naming the exchange (environment KAT_MPI_TIMEOUT, read by init(); default 600).
 double timeout();
 
 // Sums x over the ranks in place; every rank gets the sums. `what` names the exchange in errors.

@@ -19,6 +19,7 @@ namespace kat::dist {
 namespace {
 
 int g_rank = 0, g_size = 1, g_local_size = 1;
+double g_timeout = 600;               // seconds; KAT_MPI_TIMEOUT
 [[maybe_unused]] bool g_mpi = false;  // MPI_Init ran
 
 double clock_seconds() {
@@ -93,6 +94,12 @@ void init(int* argc, char*** argv) {
         " ranks: install Debian's libopenmpi-dev and openmpi-bin and build again "
         "(scripts/build finds MPI by itself)");
 #endif
+  if (const char* v = std::getenv("KAT_MPI_TIMEOUT")) {
+    char* end = nullptr;
+    g_timeout = std::strtod(v, &end);
+    check(end != v && *end == '\0' && g_timeout > 0,
+          "KAT_MPI_TIMEOUT must be a number of seconds > 0, not '", v, "'");
+  }
 }
 
 void finalize() {
@@ -106,14 +113,7 @@ int rank() { return g_rank; }
 int size() { return g_size; }
 int local_size() { return g_local_size; }
 
-double timeout() {
-  if (const char* v = std::getenv("KAT_MPI_TIMEOUT")) {
-    char* end = nullptr;
-    const double s = std::strtod(v, &end);
-    if (end != v && *end == '\0' && s > 0) return s;
-  }
-  return 600;
-}
+double timeout() { return g_timeout; }
 
 void sum(double* x, int64_t n, const std::string& what) {
   if (g_size == 1 || n == 0) return;

@@ -98,12 +98,8 @@ std::string html_text(const std::string& bytes) {
   for (size_t i = 0; i < bytes.size();) {
     const auto c = static_cast<unsigned char>(bytes[i]);
     if (c < 0x80) {
-      if (c == '<')
-        out += "&lt;";
-      else if (c == '>')
-        out += "&gt;";
-      else if (c == '&')
-        out += "&amp;";
+      if (c == '<' || c == '>' || c == '&')
+        out += xml_escape(std::string(1, static_cast<char>(c)));
       else if (c >= 0x20 || c == '\n' || c == '\t')
         out += static_cast<char>(c);
       else

@@ -357,7 +357,6 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
   int64_t order_epoch = -1;
   const int64_t end_step = o.stop_after > 0 ? std::min(total_steps, o.stop_after) : total_steps;
   dist::GradientSync sync(model->params());
-  const uint64_t rank_salt = Rng::derive(o.seed, kDropout, dist::rank()).next_u64();
   bool stop = interrupt.interrupted();
   while (step < end_step && !stop) {
     const int64_t epoch = step / steps_per_epoch, in_epoch = step % steps_per_epoch;
@@ -370,10 +369,11 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
     const float lr = schedule_lr(step, total_steps, warmup, o.lr, o.min_lr);
     model->params().zero_grad();
     // Dropout masks: one process draws them for its whole batch; each rank for its own part.
-    const uint64_t dropout_seed = Rng::derive(o.seed, kDropout, step).next_u64();
-    const float local_loss =
-        model->forward(images.data(), labels.data() + first, local, true, o.label_smoothing,
-                       dist::rank() == 0 ? dropout_seed : dropout_seed ^ rank_salt);
+    uint64_t dropout_seed = Rng::derive(o.seed, kDropout, step).next_u64();
+    if (dist::rank() > 0)
+      dropout_seed = Rng::derive(dropout_seed, kDropout, dist::rank()).next_u64();
+    const float local_loss = model->forward(images.data(), labels.data() + first, local, true,
+                                            o.label_smoothing, dropout_seed);
     check(std::isfinite(local_loss), "the loss became ", local_loss, " at step ", step,
           " (try a lower --lr)");
     sync.overlap_next_backward();
