@@ -63,6 +63,15 @@ inline void expect_reference_gradient(const std::function<double()>& loss, std::
   }
 }
 
+// A gradient along one direction U of all inputs at once, for sequences too long to check entry by
+// entry: `analytic` = <gradient, U> against the central difference of loss_at(eps), the loss with
+// the inputs moved by eps U.
+inline void expect_directional_derivative(const std::function<double(double)>& loss_at,
+                                          double analytic, const char* what) {
+  const double eps = 1e-4, numeric = (loss_at(eps) - loss_at(-eps)) / (2 * eps);
+  EXPECT_NEAR(analytic, numeric, 1e-3 * (1 + std::fabs(numeric))) << what;
+}
+
 // sum_i w_i y_i in double: a scalar loss whose gradient wrt y is w.
 inline double dot(const std::vector<float>& w, const float* y) {
   double s = 0;

@@ -62,6 +62,32 @@ TEST(LraCli, ResumeContinuesExactly) {
   expect_one_line_error(run_kat("lra image --resume " + (dir / "parts/last")), "listops run");
 }
 
+// --init starts a new run from a checkpoint's weights and config, with flags on top: here rotary
+// positions added to a learned-position model. At a learning rate of 1e-30 no weight moves, so
+// the new run's weights are the checkpoint's, byte for byte.
+TEST(LraCli, InitStartsFromACheckpointsWeights) {
+  TempDir dir("cli-lra-init");
+  const std::string common =
+      " --train-size 30 --heldout 8 --batch 4 --eval-every 2 --eval-limit 8 --threads 2 "
+      "--progress lines";
+  auto r = run_kat("lra listops --steps 3 --out " + (dir / "first") + common);
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = run_kat("lra listops --steps 2 --lr 1e-30 --positions learned+rope --init " +
+              (dir / "first/last") + " --out " + (dir / "second") + common);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("starting from the weights of"));
+  EXPECT_THAT(read_text_file(dir / "second/config.json"), HasSubstr("learned+rope"));
+  EXPECT_EQ(read_file(dir / "first/last/model.safetensors"),
+            read_file(dir / "second/last/model.safetensors"));
+  // Another shape is one clear error naming the tensor; --init does not go with --resume.
+  expect_one_line_error(run_kat("lra listops --steps 2 --positions rope --init " +
+                                (dir / "first/last") + " --out " + (dir / "third") + common),
+                        "pos_embed");
+  expect_one_line_error(
+      run_kat("lra listops --resume " + (dir / "second/last") + " --init " + (dir / "first/last")),
+      "--init");
+}
+
 TEST(LraCli, BadInputIsOneClearError) {
   TempDir dir("cli-lra-bad");
   expect_one_line_error(run_kat("lra pathx"), "pathx");

@@ -85,6 +85,44 @@ INSTANTIATE_TEST_SUITE_P(Lengths, GlaGradients,
                                   (std::get<1>(info.param) ? "_causal" : "");
                          });
 
+// Past one block of 256 rows the kernel carries S, dS and the gate-gradient sums from block to
+// block: 600 rows are two full blocks and a partial one, scanned in time order and reversed, with
+// gates mild enough (about -0.01) that the first block still reaches the last. The forward
+// against the reference at every row; the backward along one random direction (Uq of qkv, Ug of
+// g) at once: <dqkv, Uq> + <dg, Ug> against the central difference of the reference loss.
+TEST(Gla, SequencesLongerThanABlock) {
+  const int64_t T = 600, C = 8, H = 2;
+  const auto qkv = randn(T * 3 * C, 21), dout = randn(T * C, 22);
+  const auto Uq = randn(qkv.size(), 23), Ug = randn(T * C, 24);
+  auto g = gates(T * C, 25);
+  for (float& x : g) x *= 0.01f;
+  for (bool causal : {false, true}) {
+    std::vector<float> out(T * C), dqkv(qkv.size()), dg(g.size());
+    std::vector<float> scratch(gla_scratch_floats(T, C, H));
+    gla_forward(out.data(), scratch.data(), qkv.data(), g.data(), 1, T, C, H, causal);
+    gla_backward(dqkv.data(), dg.data(), scratch.data(), dout.data(), qkv.data(), g.data(), 1, T, C,
+                 H, causal, false);
+    const auto qd = to_double(qkv), gd = to_double(g);
+    std::vector<double> ref(out.size());
+    gla_forward_ref(ref.data(), qd.data(), gd.data(), 1, T, C, H, causal);
+    for (size_t i = 0; i < out.size(); i++)
+      ASSERT_NEAR(out[i], ref[i], 1e-4 * (1 + std::fabs(ref[i]))) << "out " << i;
+    auto loss_at = [&](double eps) {
+      std::vector<double> x(qd), y(gd);
+      for (size_t i = 0; i < x.size(); i++) x[i] += eps * Uq[i];
+      for (size_t i = 0; i < y.size(); i++) y[i] += eps * Ug[i];
+      gla_forward_ref(ref.data(), x.data(), y.data(), 1, T, C, H, causal);
+      double l = 0;
+      for (size_t i = 0; i < ref.size(); i++) l += dout[i] * ref[i];
+      return l;
+    };
+    double analytic = 0;
+    for (size_t i = 0; i < Uq.size(); i++) analytic += static_cast<double>(dqkv[i]) * Uq[i];
+    for (size_t i = 0; i < Ug.size(); i++) analytic += static_cast<double>(dg[i]) * Ug[i];
+    testing::expect_directional_derivative(loss_at, analytic, causal ? "causal" : "bidirectional");
+  }
+}
+
 // Generation one token at a time reproduces the causal forward at every position.
 TEST(Gla, DecodeMatchesCausalForward) {
   const int64_t B = 2, T = 40, C = 8, H = 2, hd = C / H;

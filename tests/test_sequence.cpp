@@ -2,6 +2,9 @@
 // trip, checkpoints, and bad input.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "cli.h"
 #include "gradcheck.h"
 #include "kat/error.h"
@@ -44,6 +47,37 @@ TEST(SequenceGradients, KanSoftmaxClassToken) {
   check_sequence_gradients(c);
   c.global_pool = "max";
   EXPECT_THROW(SequenceClassifier{c}, Error);
+}
+TEST(SequenceGradients, KanSoftmaxRotary) {
+  SequenceConfig c = tiny_seq(Ffn::Kan, Mixer::Softmax);
+  c.positions = "rope";  // q, k rotated in every block; no pos_embed
+  check_sequence_gradients(c);
+  EXPECT_LT(SequenceClassifier(c).params().find("pos_embed"), 0);
+  c.positions = "learned+rope", c.global_pool = "token";
+  check_sequence_gradients(c);
+  EXPECT_GE(SequenceClassifier(c).params().find("pos_embed"), 0);
+  c.num_heads = 16;  // head size 1: no pairs to rotate
+  EXPECT_THROW(SequenceClassifier{c}, Error);
+  c.num_heads = 2, c.positions = "alibi";
+  EXPECT_THROW(SequenceClassifier{c}, Error);
+}
+// Without pos_embed, rotary positions are the model's only sense of order: swapping two tokens
+// changes its output (mean pooling over position-free attention would not see the swap).
+TEST(Sequence, RotaryPositionsSeeOrder) {
+  SequenceConfig c = tiny_seq(Ffn::Kan, Mixer::Softmax);
+  c.positions = "rope";
+  EXPECT_EQ(sequence_config_from_json(sequence_config_to_json(c), "t").positions, "rope");
+  SequenceClassifier m(c);
+  m.init(3);
+  const std::vector<int32_t> a{1, 2, 3, 4, 5, 6}, b{2, 1, 3, 4, 5, 6};
+  std::vector<float> la(c.num_classes);
+  m.forward(a.data(), nullptr, 1, 6);
+  std::copy(m.logits(), m.logits() + c.num_classes, la.begin());
+  m.forward(b.data(), nullptr, 1, 6);
+  double diff = 0;
+  for (int k = 0; k < c.num_classes; k++)
+    diff = std::max(diff, double(std::fabs(la[k] - m.logits()[k])));
+  EXPECT_GT(diff, 1e-6);
 }
 TEST(SequenceGradients, MlpGla) { check_sequence_gradients(tiny_seq(Ffn::Mlp, Mixer::Gla)); }
 TEST(SequenceGradients, KanCombiner) {

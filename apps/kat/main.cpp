@@ -206,6 +206,11 @@ kat downloads nothing.
   --window W             local: keys each query sees; combiner: span [sqrt(length)]
   --ffn kan|mlp          GR-KAN or GELU MLP feed-forward                    [kan]
   --pool avg|token       mean of the tokens or a class token (timm's global_pool)  [avg]
+  --positions P          learned (pos_embed), rope (rotary q and k in every block: relative
+                         offsets) or learned+rope                           [learned]
+  --init CKPT            start from the weights of a kat lra checkpoint (its config, then the
+                         flags above; the same tensors: e.g. --positions learned+rope on a
+                         learned model); a new run, with a fresh optimizer and schedule
   --config FILE.json     a sequence-classifier config (model_type "kat-seq")
   --data DIR             task files (see above)
   --train-size N         generated ListOps / Pathfinder training examples   [96000]
@@ -596,12 +601,13 @@ int report_lra(const LraResult& r) {
 }
 
 int cmd_lra(int argc, char** argv) {
-  const Args a = parse(argc, argv, 2,
-                       {"mixer",        "window",     "ffn",        "config",  "data", "train-size",
-                        "export",       "heldout",    "steps",      "batch",   "lr",   "warmup",
-                        "weight-decay", "eval-every", "eval-limit", "threads", "seed", "out",
-                        "stop-after",   "log-every",  "progress",   "resume",  "pool"},
-                       {"overwrite"}, "lra");
+  const Args a = parse(
+      argc, argv, 2,
+      {"mixer",      "window",  "ffn",       "config", "data",       "train-size",   "export",
+       "heldout",    "steps",   "batch",     "lr",     "warmup",     "weight-decay", "eval-every",
+       "eval-limit", "threads", "seed",      "out",    "stop-after", "log-every",    "progress",
+       "resume",     "pool",    "positions", "init"},
+      {"overwrite"}, "lra");
   LraOptions o;  // what a resumed run may change too: steps, threads, logging, stop
   o.steps = a.integer("steps", a.has("resume") ? 0 : o.steps);  // 0: the run's own
   o.threads = static_cast<int>(a.integer("threads", 0));
@@ -611,9 +617,9 @@ int cmd_lra(int argc, char** argv) {
   check(o.log_every > 0 && o.threads >= 0 && o.stop_after >= 0,
         "--log-every must be positive, --threads and --stop-after not negative");
   if (a.has("resume")) {
-    for (const char* f :
-         {"mixer", "window", "ffn", "pool", "config", "data", "train-size", "export", "heldout",
-          "batch", "lr", "warmup", "weight-decay", "eval-every", "eval-limit", "seed", "out"})
+    for (const char* f : {"mixer", "window", "ffn", "pool", "positions", "init", "config", "data",
+                          "train-size", "export", "heldout", "batch", "lr", "warmup",
+                          "weight-decay", "eval-every", "eval-limit", "seed", "out"})
       check(!a.has(f), "--resume continues a run as it was started; --", f,
             " cannot change it (--steps, --threads, --stop-after, --log-every and --progress can)");
     o = lra_resume_options(a.str("resume"), o);
@@ -643,9 +649,15 @@ int cmd_lra(int argc, char** argv) {
   set_num_threads(o.threads);
   const LraData data =
       load_lra(o.task, o.data_dir, o.train_size, o.seed, a.str("export"), o.heldout);
-  SequenceConfig c =
-      a.has("config") ? sequence_config_from_json(read_text_file(a.str("config")), a.str("config"))
-                      : lra_config(o.task, data);
+  // The model: --config, else the --init checkpoint's, else the task's default; then the flags.
+  o.init = a.str("init");
+  const std::string config_file = a.has("config")  ? a.str("config")
+                                  : o.init.empty() ? ""
+                                                   : checkpoint_dir(o.init) + "/config.json";
+  check(config_file.empty() || file_exists(config_file), config_file, ": no such file");
+  SequenceConfig c = config_file.empty()
+                         ? lra_config(o.task, data)
+                         : sequence_config_from_json(read_text_file(config_file), config_file);
   if (a.has("mixer")) c.mixer = parse_mixer(a.str("mixer"));
   c.window = static_cast<int>(a.integer("window", c.window));
   if (a.has("ffn")) {
@@ -654,6 +666,7 @@ int cmd_lra(int argc, char** argv) {
     c.ffn = f == "kan" ? Ffn::Kan : Ffn::Mlp;
   }
   if (a.has("pool")) c.global_pool = a.str("pool");
+  if (a.has("positions")) c.positions = a.str("positions");
   c.architecture =
       std::string(c.ffn == Ffn::Kan ? "kat" : "vit") + "_lra_" + o.task + "_" + mixer_name(c.mixer);
   validate(c);

@@ -57,6 +57,9 @@ struct LraOptions {
   bool overwrite = false;
   int64_t stop_after = 0;
   std::string resume;  // a checkpoint directory of the run to continue (set by lra_resume_options)
+  // A checkpoint whose weights a new run starts from (the same tensors and shapes; fresh optimizer
+  // and schedule), e.g. to train a model further with rotary positions added.
+  std::string init;
 };
 
 // --resume CKPT: the options the run was started with (task, data, seed, schedule, run directory)

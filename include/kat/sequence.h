@@ -1,6 +1,6 @@
-// Sequence classifiers for the Long Range Arena: token embedding + learned positions -> depth x
-// pre-norm blocks (bidirectional, any token mixer) -> LayerNorm -> mean over the tokens -> linear
-// head. Tensor names as timm's (embed.weight, pos_embed, blocks.N.*, norm, head).
+// Sequence classifiers for the Long Range Arena: token embedding + positions (learned, rotary or
+// both) -> depth x pre-norm blocks (bidirectional, any token mixer) -> LayerNorm -> mean over the
+// tokens -> linear head. Tensor names as timm's (embed.weight, pos_embed, blocks.N.*, norm, head).
 #pragma once
 
 #include <cstdint>
@@ -25,13 +25,20 @@ struct SequenceConfig {
   // timm's global_pool: "avg" (the mean of the tokens) or "token" (a learned class token put
   // before the tokens, cls_token, read at the end; pos_embed then has max_len + 1 rows).
   std::string global_pool = "avg";
+  // Where the model learns token order: "learned" (pos_embed rows added to the embeddings, timm's
+  // default), "rope" (q and k rotated in every block by their position, no pos_embed: attention
+  // then sees relative offsets) or "learned+rope" (both).
+  std::string positions = "learned";
+  double rope_theta = 10000.0;
   int prefix_tokens() const { return global_pool == "token" ? 1 : 0; }
+  bool learned_positions() const { return positions != "rope"; }
+  bool rotary() const { return positions != "learned"; }
 };
 
 void validate(const SequenceConfig& c);
 // config.json: {"architecture", "model_type": "kat-seq", "vocab_size", "max_len", "num_classes",
-// "embed_dim", "depth", "num_heads", "hidden", "kat": {ffn, mixer, window, rational_groups,
-// act_init, layernorm_eps}}; unknown keys are errors.
+// "embed_dim", "depth", "num_heads", "hidden", "global_pool", "kat": {ffn, mixer, window,
+// rational_groups, act_init, layernorm_eps, positions, rope_theta}}; unknown keys are errors.
 SequenceConfig sequence_config_from_json(const std::string& text, const std::string& origin);
 // Whether config.json text is a sequence classifier's (model_type "kat-seq"); false for text that
 // is not JSON.

@@ -27,7 +27,9 @@ struct SequenceClassifier::State {
   std::vector<BlockActs> layers;
   BlockWork work;
   std::vector<int32_t> tokens, labels;
-  int64_t B = 0, T = 0;  // T: rows per sequence, the class token included
+  std::vector<float> rope_cos, rope_sin;  // [max_len + prefix, head_dim / 2] when rotary
+  int64_t B = 0, T = 0;                   // T: rows per sequence, the class token included
+  Rope rope() const { return rope_cos.empty() ? Rope{} : Rope{rope_cos.data(), rope_sin.data()}; }
   float scale = 1.0f;
   bool has_loss = false;
 };
@@ -46,6 +48,13 @@ void validate(const SequenceConfig& c) {
   validate_mixer(c.mixer, c.window, a);
   check(c.global_pool == "avg" || c.global_pool == "token", a,
         ": global_pool must be \"avg\" or \"token\", not \"", c.global_pool, "\"");
+  check(c.positions == "learned" || c.positions == "rope" || c.positions == "learned+rope", a,
+        ": positions must be \"learned\", \"rope\" or \"learned+rope\", not \"", c.positions, "\"");
+  if (c.rotary()) {
+    check((c.embed_dim / c.num_heads) % 2 == 0, a,
+          ": rotary positions need an even head size, not ", c.embed_dim / c.num_heads);
+    check(c.rope_theta > 0, a, ": rope_theta must be positive");
+  }
 }
 
 bool is_sequence_config_json(const std::string& text) {
@@ -80,12 +89,16 @@ SequenceConfig sequence_config_from_json(const std::string& text, const std::str
     if (j.contains(key)) *dst = get<int>(j, key, origin);
   if (j.contains("kat")) {
     const nlohmann::json& k = j["kat"];
-    check_keys(k, {"ffn", "mixer", "window", "rational_groups", "act_init", "layernorm_eps"}, "kat",
-               origin);
+    check_keys(k,
+               {"ffn", "mixer", "window", "rational_groups", "act_init", "layernorm_eps",
+                "positions", "rope_theta"},
+               "kat", origin);
     json_fields::read_ffn_and_mixer(k, c.ffn, c.mixer, c.window, origin);
     if (k.contains("rational_groups")) c.rational_groups = get<int>(k, "rational_groups", origin);
     if (k.contains("act_init")) c.act_init = get<std::string>(k, "act_init", origin);
     if (k.contains("layernorm_eps")) c.layernorm_eps = get<float>(k, "layernorm_eps", origin);
+    if (k.contains("positions")) c.positions = get<std::string>(k, "positions", origin);
+    if (k.contains("rope_theta")) c.rope_theta = get<double>(k, "rope_theta", origin);
   }
   try {
     validate(c);
@@ -98,8 +111,10 @@ SequenceConfig sequence_config_from_json(const std::string& text, const std::str
 std::string sequence_config_to_json(const SequenceConfig& c) {
   nlohmann::json k = {{"ffn", c.ffn == Ffn::Kan ? "kan" : "mlp"},
                       {"mixer", mixer_name(c.mixer)},
-                      {"layernorm_eps", c.layernorm_eps}};
+                      {"layernorm_eps", c.layernorm_eps},
+                      {"positions", c.positions}};
   if (c.window > 0) k["window"] = c.window;
+  if (c.rotary()) k["rope_theta"] = c.rope_theta;
   if (c.ffn == Ffn::Kan) k["rational_groups"] = c.rational_groups, k["act_init"] = c.act_init;
   const nlohmann::json j = {{"architecture", c.architecture},
                             {"model_type", "kat-seq"},
@@ -123,12 +138,17 @@ SequenceClassifier::SequenceClassifier(const SequenceConfig& config)
   const int64_t d = c.embed_dim;
   s.embed = params_.add("embed.weight", {c.vocab_size, d}, ParamKind::Embedding);
   if (c.prefix_tokens()) s.cls = params_.add("cls_token", {1, 1, d}, ParamKind::Embedding);
-  s.pos = params_.add("pos_embed", {1, c.max_len + c.prefix_tokens(), d}, ParamKind::Embedding);
+  const int64_t rows = c.max_len + c.prefix_tokens();
+  if (c.learned_positions()) s.pos = params_.add("pos_embed", {1, rows, d}, ParamKind::Embedding);
+  if (c.rotary()) {
+    const int64_t hd = d / c.num_heads;
+    s.rope_cos.resize(rows * hd / 2), s.rope_sin.resize(rows * hd / 2);
+    rope_tables(s.rope_cos.data(), s.rope_sin.data(), rows, hd, c.rope_theta);
+  }
   BlockShape shape;
   shape.dim = d, shape.hidden = c.hidden, shape.heads = c.num_heads, shape.ffn = c.ffn;
   shape.groups = c.rational_groups, shape.eps = c.layernorm_eps;
-  shape.mixer = c.mixer,
-  shape.window = mixer_window(c.mixer, c.window, c.max_len + c.prefix_tokens());
+  shape.mixer = c.mixer, shape.window = mixer_window(c.mixer, c.window, rows);
   for (int l = 0; l < c.depth; l++)
     s.blocks.emplace_back(params_, "blocks." + std::to_string(l) + ".", kTimmBlockNames, shape);
   s.norm_w = params_.add("norm.weight", {d}, ParamKind::Norm);
@@ -151,7 +171,8 @@ void SequenceClassifier::init(uint64_t seed) {
   auto fill = [&](int i, float value) {
     std::fill(params_.value(i), params_.value(i) + params_.specs()[i].size, value);
   };
-  normal(s.embed, 0.02f), normal(s.pos, 0.02f);
+  normal(s.embed, 0.02f);
+  if (s.pos >= 0) normal(s.pos, 0.02f);
   if (s.cls >= 0) normal(s.cls, 1e-6f);  // timm's class-token init
   const BlockInitStd std = TransformerBlock::feed_forward_std(s.blocks[0].shape(), c.act_init);
   for (const TransformerBlock& b : s.blocks) b.init(params_, rng, std, true, c.act_init);
@@ -199,18 +220,20 @@ float SequenceClassifier::forward(const int32_t* tokens, const int32_t* labels, 
   plan(B, Tm);
   State& s = *state_;
   const Params& P = params_;
+  const float* pos = s.pos >= 0 ? P.value(s.pos) : nullptr;
   if (pre == 0) {
-    embedding_forward(s.x0, P.value(s.embed), P.value(s.pos), tokens, BT, T, d);
+    embedding_forward(s.x0, P.value(s.embed), pos, tokens, BT, T, d);
   } else {
     for (int64_t b = 0; b < B; b++) {  // [cls + pos 0, tokens + pos 1..T]
-      embedding_forward(s.x0 + (b * Tm + 1) * d, P.value(s.embed), P.value(s.pos) + d,
+      embedding_forward(s.x0 + (b * Tm + 1) * d, P.value(s.embed), pos ? pos + d : nullptr,
                         tokens + b * T, T, T, d);
-      for (int64_t k = 0; k < d; k++) s.x0[b * Tm * d + k] = P.value(s.cls)[k] + P.value(s.pos)[k];
+      for (int64_t k = 0; k < d; k++)
+        s.x0[b * Tm * d + k] = P.value(s.cls)[k] + (pos ? pos[k] : 0.0f);
     }
   }
   const float* x = s.x0;
   for (int l = 0; l < c.depth; l++) {
-    s.blocks[l].forward(P, x, s.layers[l], s.work.attn_scratch, B, Tm, Rope{});
+    s.blocks[l].forward(P, x, s.layers[l], s.work.attn_scratch, B, Tm, s.rope());
     x = s.layers[l].res2;
   }
   for (int64_t b = 0; b < B; b++) {  // the class token or the mean of the tokens, then the norm
@@ -263,18 +286,19 @@ void SequenceClassifier::backward() {
       std::copy(s.dpooled + b * d, s.dpooled + (b + 1) * d, s.dres + b * T * d);
   for (int l = c.depth - 1; l >= 0; l--) {
     const float* x_in = l == 0 ? s.x0 : s.layers[l - 1].res2;
-    s.blocks[l].backward(P, s.dres, x_in, s.layers[l], s.work, B, T, Rope{});
+    s.blocks[l].backward(P, s.dres, x_in, s.layers[l], s.work, B, T, s.rope());
   }
+  float* dpos = s.pos >= 0 ? P.grad(s.pos) : nullptr;
   if (pre == 0) {
-    embedding_backward(P.grad(s.embed), P.grad(s.pos), s.dres, s.tokens.data(), B * T, T, d);
+    embedding_backward(P.grad(s.embed), dpos, s.dres, s.tokens.data(), B * T, T, d);
     return;
   }
   for (int64_t b = 0; b < B; b++) {
-    embedding_backward(P.grad(s.embed), P.grad(s.pos) + d, s.dres + (b * T + 1) * d,
+    embedding_backward(P.grad(s.embed), dpos ? dpos + d : nullptr, s.dres + (b * T + 1) * d,
                        s.tokens.data() + b * n, n, n, d);
     for (int64_t k = 0; k < d; k++) {
       P.grad(s.cls)[k] += s.dres[b * T * d + k];
-      P.grad(s.pos)[k] += s.dres[b * T * d + k];
+      if (dpos) dpos[k] += s.dres[b * T * d + k];
     }
   }
 }

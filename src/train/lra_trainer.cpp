@@ -271,7 +271,8 @@ json options_json(const LraOptions& o) {
           {"warmup", o.warmup},
           {"eval_every", o.eval_every},
           {"eval_limit", o.eval_limit},
-          {"seed", o.seed}};
+          {"seed", o.seed},
+          {"init", o.init}};
 }
 
 }  // namespace
@@ -293,6 +294,7 @@ LraOptions lra_resume_options(const std::string& checkpoint, const LraOptions& g
     o.eval_every = j.at("eval_every").get<int64_t>();
     o.eval_limit = j.at("eval_limit").get<int64_t>();
     o.seed = j.at("seed").get<uint64_t>();
+    o.init = j.value("init", "");
   });
   o.out_dir = state.at("run_dir").get<std::string>();
   o.resume = state.at("resume_dir").get<std::string>();
@@ -310,6 +312,8 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
   SequenceClassifier& model = loaded ? *loaded : fresh;
   const SequenceConfig& config = model.config();
   if (!loaded) model.init(o.seed);
+  if (!loaded && !o.init.empty())
+    load_params(checkpoint_dir(o.init) + "/model.safetensors", model.params(), config.architecture);
   check(data.train.max_length() <= config.max_len && data.test.max_length() <= config.max_len,
         "the data has sequences of up to ",
         std::max(data.train.max_length(), data.test.max_length()),
@@ -355,6 +359,7 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
       << data.train.source << " (up to " << data.train.max_length() << " tokens); " << o.steps
       << " steps of " << batch_text(o.batch) << ", " << num_threads() << " threads -> " << out;
     if (step > 0) s << " (resuming at step " << step << ")";
+    if (!loaded && !o.init.empty()) s << " (starting from the weights of " << o.init << ")";
     progress.message(s.str());
   }
   InterruptGuard interrupt;

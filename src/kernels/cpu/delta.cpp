@@ -25,13 +25,28 @@
 
 #include "kat/kernels.h"
 #include "kat/parallel.h"
-#include "reversed_scan.h"
 
 namespace kat {
 namespace {
 
 constexpr int64_t kChunk = 32;
 constexpr float kNormEps = 1e-6f;
+
+// out's head rows (stride C) = o [T, hd], the time-order scan's output, or += the reversed scan's
+// (row t of which is row T-1-t of the sequence).
+void store_scan_output(float* out, const float* o, int64_t T, int64_t C, int64_t hd,
+                       bool reversed) {
+  for (int64_t t = 0; t < T; t++) {
+    const float* ot = o + t * hd;
+    if (reversed) {
+      float* dst = out + (T - 1 - t) * C;
+#pragma omp simd
+      for (int64_t c = 0; c < hd; c++) dst[c] += ot[c];
+    } else {
+      std::copy(ot, ot + hd, out + t * C);
+    }
+  }
+}
 
 // One head's sequence in scan order as contiguous rows, and the chunk tiles: all in the calling
 // thread's part of the scratch.
