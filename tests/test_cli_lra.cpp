@@ -38,6 +38,12 @@ TEST(LraCli, ListOpsRunsExportsAndReadsItsOwnFiles) {
   r = run_kat("lra listops --data " + (dir / "tsv") + " --out " + (dir / "read") + common);
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("basic_train.tsv"));
+  // --steps 0 with --export writes the files and trains nothing (no run directory).
+  r = run_kat("lra listops --train-size 40 --heldout 12 --steps 0 --export " + (dir / "only") +
+              " --out " + (dir / "none"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(read_file(dir / "only/basic_train.tsv"), read_file(dir / "tsv/basic_train.tsv"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "none"));
 }
 
 TEST(LraCli, ResumeContinuesExactly) {

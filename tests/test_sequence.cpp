@@ -67,6 +67,8 @@ TEST(Sequence, RotaryPositionsSeeOrder) {
   SequenceConfig c = tiny_seq(Ffn::Kan, Mixer::Softmax);
   c.positions = "rope";
   EXPECT_EQ(sequence_config_from_json(sequence_config_to_json(c), "t").positions, "rope");
+  EXPECT_NE(sequence_config_to_json(c).find("\"layernorm_eps\": 1e-06"), std::string::npos)
+      << sequence_config_to_json(c);  // the float's shortest decimal form
   SequenceClassifier m(c);
   m.init(3);
   const std::vector<int32_t> a{1, 2, 3, 4, 5, 6}, b{2, 1, 3, 4, 5, 6};

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What simple rules score on a ListOps test set: the levels a model passes through.
 
-    build/kat lra listops --export DIR --steps 1 --out /tmp/unused   # or LRA's own TSV files
+    build/kat lra listops --export DIR --steps 0   # or LRA's own TSV files
     python3 tools/listops_rules.py DIR [--fit 40000]
 
 Each rule maps an expression to a key (the root operator; the root operator and the root's first

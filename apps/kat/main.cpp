@@ -215,7 +215,7 @@ kat downloads nothing.
   --data DIR             task files (see above)
   --train-size N         generated ListOps / Pathfinder training examples   [96000]
   --heldout N            generated validation and test examples (each)      [2000]
-  --export DIR           also write the generated data as LRA's files
+  --export DIR           also write the generated data as LRA's files (with --steps 0: only that)
   --steps N              training steps                                     [2000]
   --batch N              sequences per step                                 [32]
   --lr X                 peak learning rate (AdamW)                         [0.001]
@@ -649,6 +649,10 @@ int cmd_lra(int argc, char** argv) {
   set_num_threads(o.threads);
   const LraData data =
       load_lra(o.task, o.data_dir, o.train_size, o.seed, a.str("export"), o.heldout);
+  if (a.has("export") && o.steps == 0) {  // --steps 0: the files alone
+    std::cout << "wrote the " << o.task << " splits to " << a.str("export") << "\n";
+    return 0;
+  }
   // The model: --config, else the --init checkpoint's, else the task's default; then the flags.
   o.init = a.str("init");
   const std::string config_file = a.has("config")  ? a.str("config")

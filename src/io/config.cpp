@@ -249,7 +249,7 @@ std::string config_to_json(const ModelConfig& c) {
   json k = {{"ffn", c.ffn_name()}};
   if (c.ffn == Ffn::Kan) k["act_init"] = c.act_init;
   if (!c.class_names.empty()) k["class_names"] = c.class_names;
-  if (c.layernorm_eps != 1e-6f) k["layernorm_eps"] = c.layernorm_eps;
+  if (c.layernorm_eps != 1e-6f) k["layernorm_eps"] = json_fields::float_for_json(c.layernorm_eps);
   if (c.mixer != Mixer::Softmax) k["mixer"] = mixer_name(c.mixer);
   if (c.window > 0) k["window"] = c.window;
   json j = {{"architecture", c.architecture},

@@ -1,6 +1,8 @@
 // Strict reading of JSON config objects: unknown keys and wrong types are errors naming the file.
 #pragma once
 
+#include <charconv>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -26,6 +28,15 @@ T get(const json& j, const char* key, const std::string& origin) {
   } catch (const json::exception&) {
     fail(origin, ": '", key, "' has the wrong type");
   }
+}
+
+// A float as the double of its shortest decimal form, so 1e-6f is written 1e-06, not
+// 9.999999974752427e-07; reading it back as a float gives the same float.
+inline double float_for_json(float x) {
+  char text[32];
+  const auto end = std::to_chars(text, text + sizeof(text) - 1, x).ptr;
+  *end = '\0';
+  return std::strtod(text, nullptr);
 }
 
 // The "kat" keys every model config shares: ffn ("kan" or "mlp"), mixer and window.

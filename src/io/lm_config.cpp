@@ -117,7 +117,7 @@ std::string lm_config_to_json(const LmConfig& c) {
                   {"n_layer", c.depth},
                   {"n_head", c.num_heads},
                   {"n_inner", c.hidden},
-                  {"layer_norm_epsilon", c.layernorm_eps},
+                  {"layer_norm_epsilon", json_fields::float_for_json(c.layernorm_eps)},
                   {"tie_word_embeddings", c.tie_weights},
                   {"kat", k}};
   return j.dump(2) + "\n";

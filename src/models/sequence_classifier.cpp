@@ -111,7 +111,7 @@ SequenceConfig sequence_config_from_json(const std::string& text, const std::str
 std::string sequence_config_to_json(const SequenceConfig& c) {
   nlohmann::json k = {{"ffn", c.ffn == Ffn::Kan ? "kan" : "mlp"},
                       {"mixer", mixer_name(c.mixer)},
-                      {"layernorm_eps", c.layernorm_eps},
+                      {"layernorm_eps", json_fields::float_for_json(c.layernorm_eps)},
                       {"positions", c.positions}};
   if (c.window > 0) k["window"] = c.window;
   if (c.rotary()) k["rope_theta"] = c.rope_theta;
