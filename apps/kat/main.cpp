@@ -658,7 +658,6 @@ int cmd_lra(int argc, char** argv) {
   const std::string config_file = a.has("config")  ? a.str("config")
                                   : o.init.empty() ? ""
                                                    : checkpoint_dir(o.init) + "/config.json";
-  check(config_file.empty() || file_exists(config_file), config_file, ": no such file");
   SequenceConfig c = config_file.empty()
                          ? lra_config(o.task, data)
                          : sequence_config_from_json(read_text_file(config_file), config_file);

@@ -18,7 +18,7 @@ struct CausalLM::State {
   // parameters
   std::vector<TransformerBlock> blocks;
   int wte = -1, wpe = -1, lnf_w = -1, lnf_b = -1, lm_head = -1;
-  std::vector<float> rope_cos, rope_sin;  // [context, head_dim / 2]
+  RopeTables rope;  // [context, head_dim / 2] when the positions are rotary
   // training / full-sequence buffers, planned for `rows` = B * T
   int64_t rows = 0;
   int threads = 0;
@@ -34,8 +34,6 @@ struct CausalLM::State {
   std::vector<float> row;           // x, ln_f, its stats, logits of one token
   DecodeWork decode;
   int64_t cached = 0;
-
-  Rope rope() const { return rope_cos.empty() ? Rope{} : Rope{rope_cos.data(), rope_sin.data()}; }
 };
 
 CausalLM::CausalLM(const LmConfig& config) : config_(config), state_(std::make_unique<State>()) {
@@ -56,11 +54,7 @@ CausalLM::CausalLM(const LmConfig& config) : config_(config), state_(std::make_u
   s.lnf_b = params_.add("ln_f.bias", {d}, ParamKind::Norm);
   if (!c.tie_weights) s.lm_head = params_.add("lm_head.weight", {V, d}, ParamKind::Weight);
   params_.allocate();
-  if (c.positions == Positions::Rope) {
-    const int64_t half = c.head_dim() / 2;
-    s.rope_cos.resize(c.context * half), s.rope_sin.resize(c.context * half);
-    rope_tables(s.rope_cos.data(), s.rope_sin.data(), c.context, c.head_dim(), c.rope_theta);
-  }
+  if (c.positions == Positions::Rope) s.rope = RopeTables(c.context, c.head_dim(), c.rope_theta);
 }
 
 CausalLM::~CausalLM() = default;
@@ -134,7 +128,7 @@ float CausalLM::forward(const int32_t* tokens, const int32_t* targets, int64_t B
   embedding_forward(s.x0, P.value(s.wte), s.wpe >= 0 ? P.value(s.wpe) : nullptr, tokens, BT, T, d);
   const float* x = s.x0;
   for (int l = 0; l < c.depth; l++) {
-    s.blocks[l].forward(P, x, s.layers[l], s.work.attn_scratch, B, T, s.rope());
+    s.blocks[l].forward(P, x, s.layers[l], s.work.attn_scratch, B, T, s.rope.view());
     x = s.layers[l].res2;
   }
   layernorm_forward(s.lnf, s.lnf_mean, s.lnf_rstd, x, P.value(s.lnf_w), P.value(s.lnf_b), BT, d,
@@ -170,7 +164,7 @@ void CausalLM::backward() {
                      s.lnf_rstd, P.value(s.lnf_w), BT, d);
   for (int l = c.depth - 1; l >= 0; l--) {
     const float* x_in = l == 0 ? s.x0 : s.layers[l - 1].res2;
-    s.blocks[l].backward(P, s.dres, x_in, s.layers[l], s.work, B, T, s.rope());
+    s.blocks[l].backward(P, s.dres, x_in, s.layers[l], s.work, B, T, s.rope.view());
   }
   embedding_backward(P.grad(s.wte), s.wpe >= 0 ? P.grad(s.wpe) : nullptr, s.dres, s.tokens.data(),
                      BT, T, d);
@@ -218,7 +212,7 @@ const float* CausalLM::decode(int32_t token) {
   if (s.wpe >= 0) add_inplace(x, P.value(s.wpe) + pos * d, d);
   const int64_t per = s.blocks[0].decode_state_floats(ctx);
   for (int l = 0; l < c.depth; l++)
-    s.blocks[l].decode(P, x, s.decode_state.data() + l * per, pos, ctx, s.rope(), s.decode);
+    s.blocks[l].decode(P, x, s.decode_state.data() + l * per, pos, ctx, s.rope.view(), s.decode);
   head_row(P, c, s.lnf_w, s.lnf_b, s.lm_head >= 0 ? s.lm_head : s.wte, x, ln, stats, logits);
   s.cached++;
   return logits;

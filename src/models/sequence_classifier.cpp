@@ -27,9 +27,8 @@ struct SequenceClassifier::State {
   std::vector<BlockActs> layers;
   BlockWork work;
   std::vector<int32_t> tokens, labels;
-  std::vector<float> rope_cos, rope_sin;  // [max_len + prefix, head_dim / 2] when rotary
-  int64_t B = 0, T = 0;                   // T: rows per sequence, the class token included
-  Rope rope() const { return rope_cos.empty() ? Rope{} : Rope{rope_cos.data(), rope_sin.data()}; }
+  RopeTables rope;       // [max_len + prefix, head_dim / 2] when rotary
+  int64_t B = 0, T = 0;  // T: rows per sequence, the class token included
   float scale = 1.0f;
   bool has_loss = false;
 };
@@ -140,11 +139,7 @@ SequenceClassifier::SequenceClassifier(const SequenceConfig& config)
   if (c.prefix_tokens()) s.cls = params_.add("cls_token", {1, 1, d}, ParamKind::Embedding);
   const int64_t rows = c.max_len + c.prefix_tokens();
   if (c.learned_positions()) s.pos = params_.add("pos_embed", {1, rows, d}, ParamKind::Embedding);
-  if (c.rotary()) {
-    const int64_t hd = d / c.num_heads;
-    s.rope_cos.resize(rows * hd / 2), s.rope_sin.resize(rows * hd / 2);
-    rope_tables(s.rope_cos.data(), s.rope_sin.data(), rows, hd, c.rope_theta);
-  }
+  if (c.rotary()) s.rope = RopeTables(rows, d / c.num_heads, c.rope_theta);
   BlockShape shape;
   shape.dim = d, shape.hidden = c.hidden, shape.heads = c.num_heads, shape.ffn = c.ffn;
   shape.groups = c.rational_groups, shape.eps = c.layernorm_eps;
@@ -233,7 +228,7 @@ float SequenceClassifier::forward(const int32_t* tokens, const int32_t* labels, 
   }
   const float* x = s.x0;
   for (int l = 0; l < c.depth; l++) {
-    s.blocks[l].forward(P, x, s.layers[l], s.work.attn_scratch, B, Tm, s.rope());
+    s.blocks[l].forward(P, x, s.layers[l], s.work.attn_scratch, B, Tm, s.rope.view());
     x = s.layers[l].res2;
   }
   for (int64_t b = 0; b < B; b++) {  // the class token or the mean of the tokens, then the norm
@@ -286,7 +281,7 @@ void SequenceClassifier::backward() {
       std::copy(s.dpooled + b * d, s.dpooled + (b + 1) * d, s.dres + b * T * d);
   for (int l = c.depth - 1; l >= 0; l--) {
     const float* x_in = l == 0 ? s.x0 : s.layers[l - 1].res2;
-    s.blocks[l].backward(P, s.dres, x_in, s.layers[l], s.work, B, T, s.rope());
+    s.blocks[l].backward(P, s.dres, x_in, s.layers[l], s.work, B, T, s.rope.view());
   }
   float* dpos = s.pos >= 0 ? P.grad(s.pos) : nullptr;
   if (pre == 0) {

@@ -49,6 +49,17 @@ struct Rope {
   const float *cos = nullptr, *sin = nullptr;
 };
 
+// The tables a model with rotary positions owns; empty (the default): no rotation.
+struct RopeTables {
+  std::vector<float> cos, sin;
+  RopeTables() = default;
+  RopeTables(int64_t positions, int64_t head_dim, double theta)
+      : cos(positions * (head_dim / 2)), sin(positions * (head_dim / 2)) {
+    rope_tables(cos.data(), sin.data(), positions, head_dim, theta);
+  }
+  Rope view() const { return cos.empty() ? Rope{} : Rope{cos.data(), sin.data()}; }
+};
+
 // What the forward keeps for the backward; each has B*T rows.
 struct BlockActs {
   float *ln1, *ln1_mean, *ln1_rstd, *qkv, *lse, *atty, *res1;

@@ -311,8 +311,8 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
   SequenceClassifier fresh(loaded ? loaded->config() : config_in);
   SequenceClassifier& model = loaded ? *loaded : fresh;
   const SequenceConfig& config = model.config();
-  if (!loaded) model.init(o.seed);
-  if (!loaded && !o.init.empty())
+  if (!loaded && o.init.empty()) model.init(o.seed);
+  if (!loaded && !o.init.empty())  // strict: every tensor comes from the checkpoint
     load_params(checkpoint_dir(o.init) + "/model.safetensors", model.params(), config.architecture);
   check(data.train.max_length() <= config.max_len && data.test.max_length() <= config.max_len,
         "the data has sequences of up to ",
