@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "flags.h"
+#include "kat/buffer.h"
 #include "kat/config.h"
 #include "kat/error.h"
 #include "kat/files.h"
@@ -51,15 +52,16 @@ int run_child(const Options& o) {
   const int64_t T = o.length, C = o.dim, H = o.heads;
   const Mixer m = parse_mixer(o.mixer);
   Rng rng(1);
-  std::vector<float> qkv(T * 3 * C), dout(T * C), out(T * C), dqkv(T * 3 * C), lse(H * T);
+  // FloatBuffer as the models' activations: large ones on transparent huge pages (kat/buffer.h)
+  FloatBuffer qkv(T * 3 * C), dout(T * C), out(T * C), dqkv(T * 3 * C), lse(H * T);
   for (float& x : qkv) x = rng.normal();
   for (float& x : dout) x = rng.normal();
-  std::vector<float> g, dg;  // gla's log decays, drawn around its init (logsigmoid(z) / 16)
+  FloatBuffer g, dg;  // gla's log decays, drawn around its init (logsigmoid(z) / 16)
   if (m == Mixer::Gla) {
     g.resize(T * C), dg.resize(T * C);
     for (float& x : g) x = -std::log1p(std::exp(-rng.normal())) / 16.0f;
   }
-  std::vector<float> beta, dbeta;  // delta's write strengths, sigmoid of N(0, 1)
+  FloatBuffer beta, dbeta;  // delta's write strengths, sigmoid of N(0, 1)
   if (m == Mixer::Delta) {
     beta.resize(T * H), dbeta.resize(T * H);
     for (float& x : beta) x = 1.0f / (1.0f + std::exp(-rng.normal()));
@@ -70,16 +72,17 @@ int run_child(const Options& o) {
   if (m == Mixer::Gla) scratch_floats = gla_scratch_floats(T, C, H);
   if (m == Mixer::Combiner) scratch_floats = combiner_scratch_floats(T, C, H, span);
   if (m == Mixer::Delta) scratch_floats = delta_scratch_floats(T, C, H);
-  std::vector<float> scratch(scratch_floats);
+  FloatBuffer scratch(scratch_floats);
   const AttentionMask mask(o.causal, m == Mixer::Local ? o.window : 0);
   std::vector<double> times;  // at least `runs` passes and half a second: short ones are noisy
   double total_ms = 0;
   for (int r = 0; r < o.runs || (total_ms < 500 && r < 200); r++) {
     const auto t0 = std::chrono::steady_clock::now();
     if (m == Mixer::Linear) {
-      linear_attention_forward(out.data(), scratch.data(), qkv.data(), 1, T, C, H, o.causal);
-      linear_attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), qkv.data(), 1,
-                                T, C, H, o.causal, false);
+      linear_attention_forward(out.data(), lse.data(), scratch.data(), qkv.data(), 1, T, C, H,
+                               o.causal);
+      linear_attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), lse.data(),
+                                qkv.data(), 1, T, C, H, o.causal, false);
     } else if (m == Mixer::Gla) {
       gla_forward(out.data(), scratch.data(), qkv.data(), g.data(), 1, T, C, H, o.causal);
       gla_backward(dqkv.data(), dg.data(), scratch.data(), dout.data(), qkv.data(), g.data(), 1, T,

@@ -291,10 +291,10 @@ TEST_P(LinearAttentionVsReference, ForwardAndBackward) {
   const int64_t B = 2, C = 8, H = 2;
   const auto qkv = randn(B * T * 3 * C, 3), dout = randn(B * T * C, 4);
   std::vector<float> out(B * T * C), dqkv(qkv.size(), 0.25f);
-  std::vector<float> scratch(linear_attention_scratch_floats(T, C, H));
-  linear_attention_forward(out.data(), scratch.data(), qkv.data(), B, T, C, H, causal);
-  linear_attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), qkv.data(), B, T,
-                            C, H, causal, true);
+  std::vector<float> scratch(linear_attention_scratch_floats(T, C, H)), den(B * H * T);
+  linear_attention_forward(out.data(), den.data(), scratch.data(), qkv.data(), B, T, C, H, causal);
+  linear_attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), den.data(),
+                            qkv.data(), B, T, C, H, causal, true);
   std::vector<double> qd(qkv.begin(), qkv.end()), ref(out.size());
   linear_attention_forward_ref(ref.data(), qd.data(), B, T, C, H, causal);
   for (size_t i = 0; i < out.size(); i++)
@@ -321,10 +321,11 @@ TEST(LinearAttention, SequencesLongerThanABlock) {
   for (bool causal : {false, true}) {
     const auto qkv = randn(B * T * 3 * C, 7), dout = randn(B * T * C, 8), U = randn(qkv.size(), 9);
     std::vector<float> out(B * T * C), dqkv(qkv.size());
-    std::vector<float> scratch(linear_attention_scratch_floats(T, C, H));
-    linear_attention_forward(out.data(), scratch.data(), qkv.data(), B, T, C, H, causal);
-    linear_attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), qkv.data(), B,
-                              T, C, H, causal, false);
+    std::vector<float> scratch(linear_attention_scratch_floats(T, C, H)), den(B * H * T);
+    linear_attention_forward(out.data(), den.data(), scratch.data(), qkv.data(), B, T, C, H,
+                             causal);
+    linear_attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), den.data(),
+                              qkv.data(), B, T, C, H, causal, false);
     std::vector<double> qd(qkv.begin(), qkv.end()), ref(out.size());
     linear_attention_forward_ref(ref.data(), qd.data(), B, T, C, H, causal);
     for (size_t i = 0; i < out.size(); i++)

@@ -61,6 +61,28 @@ TEST(SequenceGradients, KanSoftmaxRotary) {
   c.num_heads = 2, c.positions = "alibi";
   EXPECT_THROW(SequenceClassifier{c}, Error);
 }
+// An end token after the last token (no pos_embed row of its own): with mean pooling it is one of
+// the rows averaged, with a class token and rope it is what the class token finds the end by.
+TEST(SequenceGradients, KanSoftmaxEndToken) {
+  SequenceConfig c = tiny_seq(Ffn::Kan, Mixer::Softmax);
+  c.end_token = true;
+  check_sequence_gradients(c);
+  c.positions = "rope", c.global_pool = "token";
+  check_sequence_gradients(c);
+  const SequenceConfig back = sequence_config_from_json(sequence_config_to_json(c), "t");
+  EXPECT_TRUE(back.end_token);
+  SequenceClassifier m(back);
+  const int e = m.params().find("end_token");
+  ASSERT_GE(e, 0);
+  EXPECT_EQ(m.params().specs()[e].size, c.embed_dim);
+  EXPECT_EQ(sequence_config_to_json(tiny_seq(Ffn::Kan, Mixer::Softmax)).find("end_token"),
+            std::string::npos);  // configs without it read and write as before
+}
+TEST(SequenceGradients, MlpLinearEndToken) {
+  SequenceConfig c = tiny_seq(Ffn::Mlp, Mixer::Linear);
+  c.end_token = true, c.positions = "learned+rope";
+  check_sequence_gradients(c);
+}
 // Without pos_embed, rotary positions are the model's only sense of order: swapping two tokens
 // changes its output (mean pooling over position-free attention would not see the swap).
 TEST(Sequence, RotaryPositionsSeeOrder) {

@@ -63,7 +63,8 @@ TEST(Ssm, BlockMixerIsMamba2StateSpaceModel) {
     BufferPlan take;
     BlockActs a;
     block.plan_acts(take, a, R, false);
-    std::vector<float> buf, scratch(block.mixer_scratch_floats(T));
+    FloatBuffer buf;
+    std::vector<float> scratch(block.mixer_scratch_floats(T));
     take.allocate(buf);
     block.forward(p, x.data(), a, scratch.data(), B, T, Rope{});
     std::vector<double> dt(R * H);  // softplus(dt_proj ln1 + dt_bias), in double

@@ -66,6 +66,7 @@ RULES = [
     ("the most frequent label", lambda t: None),
     ("root operator", lambda t: t[0]),
     ("root operator, its first and last arguments", first_last),
+    ("root operator, the token after it, the token before the final ]", lambda t: (t[0], t[1], t[-2])),
     ("root operator on its digit arguments", root_digits),
 ]
 

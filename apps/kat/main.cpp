@@ -208,6 +208,8 @@ kat downloads nothing.
   --pool avg|token       mean of the tokens or a class token (timm's global_pool)  [avg]
   --positions P          learned (pos_embed), rope (rotary q and k in every block: relative
                          offsets) or learned+rope                           [learned]
+  --end-token            a learned end token after the last token (LRA codes' <eos>): with
+                         rope, attention sees offsets from the end of the sequence
   --init CKPT            start from the weights of a kat lra checkpoint (its config, then the
                          flags above; the same tensors: e.g. --positions learned+rope on a
                          learned model); a new run, with a fresh optimizer and schedule
@@ -607,7 +609,7 @@ int cmd_lra(int argc, char** argv) {
        "heldout",    "steps",   "batch",     "lr",     "warmup",     "weight-decay", "eval-every",
        "eval-limit", "threads", "seed",      "out",    "stop-after", "log-every",    "progress",
        "resume",     "pool",    "positions", "init"},
-      {"overwrite"}, "lra");
+      {"overwrite", "end-token"}, "lra");
   LraOptions o;  // what a resumed run may change too: steps, threads, logging, stop
   o.steps = a.integer("steps", a.has("resume") ? 0 : o.steps);  // 0: the run's own
   o.threads = static_cast<int>(a.integer("threads", 0));
@@ -617,9 +619,10 @@ int cmd_lra(int argc, char** argv) {
   check(o.log_every > 0 && o.threads >= 0 && o.stop_after >= 0,
         "--log-every must be positive, --threads and --stop-after not negative");
   if (a.has("resume")) {
-    for (const char* f : {"mixer", "window", "ffn", "pool", "positions", "init", "config", "data",
-                          "train-size", "export", "heldout", "batch", "lr", "warmup",
-                          "weight-decay", "eval-every", "eval-limit", "seed", "out"})
+    for (const char* f :
+         {"mixer",  "window",       "ffn",        "pool",       "positions", "end-token", "init",
+          "config", "data",         "train-size", "export",     "heldout",   "batch",     "lr",
+          "warmup", "weight-decay", "eval-every", "eval-limit", "seed",      "out"})
       check(!a.has(f), "--resume continues a run as it was started; --", f,
             " cannot change it (--steps, --threads, --stop-after, --log-every and --progress can)");
     o = lra_resume_options(a.str("resume"), o);
@@ -670,6 +673,7 @@ int cmd_lra(int argc, char** argv) {
   }
   if (a.has("pool")) c.global_pool = a.str("pool");
   if (a.has("positions")) c.positions = a.str("positions");
+  if (a.has("end-token")) c.end_token = true;
   c.architecture =
       std::string(c.ffn == Ffn::Kan ? "kat" : "vit") + "_lra_" + o.task + "_" + mixer_name(c.mixer);
   validate(c);
@@ -744,7 +748,8 @@ std::string module_type(const std::string& name) {
   if (name.find("norm") != std::string::npos || name.find("ln_") != std::string::npos)
     return "LayerNorm";
   if (name.rfind("patch_embed", 0) == 0) return "patch embedding";
-  if (name == "cls_token" || name == "pos_embed") return "class token + positions";
+  if (name == "cls_token" || name == "end_token" || name == "pos_embed")
+    return "class token + positions";
   if (name == "wte.weight" || name == "wpe.weight") return "byte + position embeddings";
   if (name.rfind("head", 0) == 0 || name.rfind("lm_head", 0) == 0) return "head";
   return "other";

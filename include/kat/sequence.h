@@ -30,7 +30,12 @@ struct SequenceConfig {
   // then sees relative offsets) or "learned+rope" (both).
   std::string positions = "learned";
   double rope_theta = 10000.0;
+  // A learned end token (end_token, no position row of its own) put after the last token, as
+  // LRA codes append <eos>: with rotary positions, attention then sees offsets from the end.
+  bool end_token = false;
   int prefix_tokens() const { return global_pool == "token" ? 1 : 0; }
+  int suffix_tokens() const { return end_token ? 1 : 0; }
+  int extra_tokens() const { return prefix_tokens() + suffix_tokens(); }
   bool learned_positions() const { return positions != "rope"; }
   bool rotary() const { return positions != "learned"; }
 };
@@ -38,7 +43,8 @@ struct SequenceConfig {
 void validate(const SequenceConfig& c);
 // config.json: {"architecture", "model_type": "kat-seq", "vocab_size", "max_len", "num_classes",
 // "embed_dim", "depth", "num_heads", "hidden", "global_pool", "kat": {ffn, mixer, window,
-// rational_groups, act_init, layernorm_eps, positions, rope_theta}}; unknown keys are errors.
+// rational_groups, act_init, layernorm_eps, positions, rope_theta, end_token}}; unknown keys are
+// errors.
 SequenceConfig sequence_config_from_json(const std::string& text, const std::string& origin);
 // Whether config.json text is a sequence classifier's (model_type "kat-seq"); false for text that
 // is not JSON.

@@ -22,7 +22,7 @@ struct CausalLM::State {
   // training / full-sequence buffers, planned for `rows` = B * T
   int64_t rows = 0;
   int threads = 0;
-  std::vector<float> buf;
+  FloatBuffer buf;
   float *x0, *lnf, *lnf_mean, *lnf_rstd, *logits, *probs, *losses, *dres, *dlnf, *dlogits;
   std::vector<BlockActs> layers;
   BlockWork work;

@@ -18,17 +18,17 @@ namespace kat {
 
 struct SequenceClassifier::State {
   std::vector<TransformerBlock> blocks;
-  int embed = -1, pos = -1, cls = -1, norm_w = -1, norm_b = -1, head_w = -1, head_b = -1;
+  int embed = -1, pos = -1, cls = -1, end = -1, norm_w = -1, norm_b = -1, head_w = -1, head_b = -1;
   int64_t rows = 0, batch_cap = 0;
   int threads = 0;
-  std::vector<float> buf;
+  FloatBuffer buf;
   float *x0, *pooled, *ln, *ln_mean, *ln_rstd, *logits, *probs, *losses, *dres, *dln, *dpooled,
       *dlogits;
   std::vector<BlockActs> layers;
   BlockWork work;
   std::vector<int32_t> tokens, labels;
-  RopeTables rope;       // [max_len + prefix, head_dim / 2] when rotary
-  int64_t B = 0, T = 0;  // T: rows per sequence, the class token included
+  RopeTables rope;       // [max_len + extra tokens, head_dim / 2] when rotary
+  int64_t B = 0, T = 0;  // T: rows per sequence, the class and end tokens included
   float scale = 1.0f;
   bool has_loss = false;
 };
@@ -90,7 +90,7 @@ SequenceConfig sequence_config_from_json(const std::string& text, const std::str
     const nlohmann::json& k = j["kat"];
     check_keys(k,
                {"ffn", "mixer", "window", "rational_groups", "act_init", "layernorm_eps",
-                "positions", "rope_theta"},
+                "positions", "rope_theta", "end_token"},
                "kat", origin);
     json_fields::read_ffn_and_mixer(k, c.ffn, c.mixer, c.window, origin);
     if (k.contains("rational_groups")) c.rational_groups = get<int>(k, "rational_groups", origin);
@@ -98,6 +98,7 @@ SequenceConfig sequence_config_from_json(const std::string& text, const std::str
     if (k.contains("layernorm_eps")) c.layernorm_eps = get<float>(k, "layernorm_eps", origin);
     if (k.contains("positions")) c.positions = get<std::string>(k, "positions", origin);
     if (k.contains("rope_theta")) c.rope_theta = get<double>(k, "rope_theta", origin);
+    if (k.contains("end_token")) c.end_token = get<bool>(k, "end_token", origin);
   }
   try {
     validate(c);
@@ -114,6 +115,7 @@ std::string sequence_config_to_json(const SequenceConfig& c) {
                       {"positions", c.positions}};
   if (c.window > 0) k["window"] = c.window;
   if (c.rotary()) k["rope_theta"] = c.rope_theta;
+  if (c.end_token) k["end_token"] = true;
   if (c.ffn == Ffn::Kan) k["rational_groups"] = c.rational_groups, k["act_init"] = c.act_init;
   const nlohmann::json j = {{"architecture", c.architecture},
                             {"model_type", "kat-seq"},
@@ -137,8 +139,10 @@ SequenceClassifier::SequenceClassifier(const SequenceConfig& config)
   const int64_t d = c.embed_dim;
   s.embed = params_.add("embed.weight", {c.vocab_size, d}, ParamKind::Embedding);
   if (c.prefix_tokens()) s.cls = params_.add("cls_token", {1, 1, d}, ParamKind::Embedding);
-  const int64_t rows = c.max_len + c.prefix_tokens();
-  if (c.learned_positions()) s.pos = params_.add("pos_embed", {1, rows, d}, ParamKind::Embedding);
+  if (c.end_token) s.end = params_.add("end_token", {1, 1, d}, ParamKind::Embedding);
+  const int64_t pos_rows = c.max_len + c.prefix_tokens(), rows = c.max_len + c.extra_tokens();
+  if (c.learned_positions())
+    s.pos = params_.add("pos_embed", {1, pos_rows, d}, ParamKind::Embedding);
   if (c.rotary()) s.rope = RopeTables(rows, d / c.num_heads, c.rope_theta);
   BlockShape shape;
   shape.dim = d, shape.hidden = c.hidden, shape.heads = c.num_heads, shape.ffn = c.ffn;
@@ -169,6 +173,7 @@ void SequenceClassifier::init(uint64_t seed) {
   normal(s.embed, 0.02f);
   if (s.pos >= 0) normal(s.pos, 0.02f);
   if (s.cls >= 0) normal(s.cls, 1e-6f);  // timm's class-token init
+  if (s.end >= 0) normal(s.end, 0.02f);  // a token like the others
   const BlockInitStd std = TransformerBlock::feed_forward_std(s.blocks[0].shape(), c.act_init);
   for (const TransformerBlock& b : s.blocks) b.init(params_, rng, std, true, c.act_init);
   fill(s.norm_w, 1), fill(s.norm_b, 0), normal(s.head_w, 0.02f), fill(s.head_b, 0);
@@ -189,7 +194,7 @@ void SequenceClassifier::plan(int64_t B, int64_t T) {
   take(s.logits, Bc * V), take(s.probs, Bc * V), take(s.losses, Bc);
   take(s.dres, R * d), take(s.dln, Bc * d), take(s.dpooled, Bc * d), take(s.dlogits, Bc * V);
   TransformerBlock::plan_work(take, s.work, R, s.blocks[0].shape(),
-                              s.blocks[0].mixer_scratch_floats(c.max_len + c.prefix_tokens()));
+                              s.blocks[0].mixer_scratch_floats(c.max_len + c.extra_tokens()));
   take.allocate(s.buf);
   s.rows = R, s.batch_cap = Bc, s.threads = num_threads();
 }
@@ -211,36 +216,34 @@ float SequenceClassifier::forward(const int32_t* tokens, const int32_t* labels, 
   for (int64_t i = 0; i < BT; i++)
     check(tokens[i] >= 0 && tokens[i] < c.vocab_size, "token ", tokens[i], " is outside 0..",
           c.vocab_size - 1);
-  const int64_t pre = c.prefix_tokens(), Tm = T + pre;  // rows per sequence
+  const int64_t pre = c.prefix_tokens(), Tm = T + c.extra_tokens();  // rows per sequence
   plan(B, Tm);
   State& s = *state_;
   const Params& P = params_;
   const float* pos = s.pos >= 0 ? P.value(s.pos) : nullptr;
-  if (pre == 0) {
-    embedding_forward(s.x0, P.value(s.embed), pos, tokens, BT, T, d);
-  } else {
-    for (int64_t b = 0; b < B; b++) {  // [cls + pos 0, tokens + pos 1..T]
-      embedding_forward(s.x0 + (b * Tm + 1) * d, P.value(s.embed), pos ? pos + d : nullptr,
-                        tokens + b * T, T, T, d);
-      for (int64_t k = 0; k < d; k++)
-        s.x0[b * Tm * d + k] = P.value(s.cls)[k] + (pos ? pos[k] : 0.0f);
-    }
+  for (int64_t b = 0; b < B; b++) {  // [cls + pos 0], tokens + pos [pre, pre + T), [end]
+    float* row = s.x0 + b * Tm * d;
+    embedding_forward(row + pre * d, P.value(s.embed), pos ? pos + pre * d : nullptr,
+                      tokens + b * T, T, T, d);
+    if (pre)
+      for (int64_t k = 0; k < d; k++) row[k] = P.value(s.cls)[k] + (pos ? pos[k] : 0.0f);
+    if (s.end >= 0) std::copy(P.value(s.end), P.value(s.end) + d, row + (Tm - 1) * d);
   }
   const float* x = s.x0;
   for (int l = 0; l < c.depth; l++) {
     s.blocks[l].forward(P, x, s.layers[l], s.work.attn_scratch, B, Tm, s.rope.view());
     x = s.layers[l].res2;
   }
-  for (int64_t b = 0; b < B; b++) {  // the class token or the mean of the tokens, then the norm
+  for (int64_t b = 0; b < B; b++) {  // the class token or the mean of the rows, then the norm
     float* p = s.pooled + b * d;
     if (pre) {
       std::copy(x + b * Tm * d, x + b * Tm * d + d, p);
       continue;
     }
     std::fill(p, p + d, 0.0f);
-    for (int64_t t = 0; t < T; t++)
-      for (int64_t k = 0; k < d; k++) p[k] += x[(b * T + t) * d + k];
-    for (int64_t k = 0; k < d; k++) p[k] /= static_cast<float>(T);
+    for (int64_t t = 0; t < Tm; t++)
+      for (int64_t k = 0; k < d; k++) p[k] += x[(b * Tm + t) * d + k];
+    for (int64_t k = 0; k < d; k++) p[k] /= static_cast<float>(Tm);
   }
   layernorm_forward(s.ln, s.ln_mean, s.ln_rstd, s.pooled, P.value(s.norm_w), P.value(s.norm_b), B,
                     d, c.layernorm_eps);
@@ -271,7 +274,7 @@ void SequenceClassifier::backward() {
   std::fill(s.dpooled, s.dpooled + B * d, 0.0f);
   layernorm_backward(s.dpooled, P.grad(s.norm_w), P.grad(s.norm_b), s.dln, s.pooled, s.ln_mean,
                      s.ln_rstd, P.value(s.norm_w), B, d);
-  const int64_t pre = c.prefix_tokens(), n = T - pre;  // n tokens per sequence
+  const int64_t pre = c.prefix_tokens(), n = T - c.extra_tokens();  // n tokens per sequence
   const float inv = pre ? 0.0f : 1.0f / static_cast<float>(T);
   for (int64_t b = 0; b < B; b++)
     for (int64_t t = 0; t < T; t++)
@@ -284,17 +287,16 @@ void SequenceClassifier::backward() {
     s.blocks[l].backward(P, s.dres, x_in, s.layers[l], s.work, B, T, s.rope.view());
   }
   float* dpos = s.pos >= 0 ? P.grad(s.pos) : nullptr;
-  if (pre == 0) {
-    embedding_backward(P.grad(s.embed), dpos, s.dres, s.tokens.data(), B * T, T, d);
-    return;
-  }
   for (int64_t b = 0; b < B; b++) {
-    embedding_backward(P.grad(s.embed), dpos ? dpos + d : nullptr, s.dres + (b * T + 1) * d,
+    const float* drow = s.dres + b * T * d;
+    embedding_backward(P.grad(s.embed), dpos ? dpos + pre * d : nullptr, drow + pre * d,
                        s.tokens.data() + b * n, n, n, d);
-    for (int64_t k = 0; k < d; k++) {
-      P.grad(s.cls)[k] += s.dres[b * T * d + k];
-      if (dpos) dpos[k] += s.dres[b * T * d + k];
+    for (int64_t k = 0; pre && k < d; k++) {
+      P.grad(s.cls)[k] += drow[k];
+      if (dpos) dpos[k] += drow[k];
     }
+    if (s.end >= 0)
+      for (int64_t k = 0; k < d; k++) P.grad(s.end)[k] += drow[(T - 1) * d + k];
   }
 }
 

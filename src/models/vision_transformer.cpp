@@ -23,7 +23,7 @@ void zero(float* p, int64_t n) {
 
 struct VisionTransformer::Acts {
   int64_t B = 0;
-  std::vector<float> buf;
+  FloatBuffer buf;
   float *patches, *pe, *x0;
   std::vector<BlockActs> layers;
   BlockWork work;

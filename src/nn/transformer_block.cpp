@@ -186,7 +186,7 @@ void TransformerBlock::forward(const Params& p, const float* x, BlockActs& a, fl
   if (rope.cos) rope_rotate(a.qkv, rope.cos, rope.sin, B, T, d, H, 0, false);
   switch (s.mixer) {
     case Mixer::Linear:
-      linear_attention_forward(a.atty, attn_scratch, a.qkv, B, T, d, H, s.causal);
+      linear_attention_forward(a.atty, a.lse, attn_scratch, a.qkv, B, T, d, H, s.causal);
       break;
     case Mixer::Gla:
       linear_forward(a.gate_u, a.ln1, p.value(gate1_w), nullptr, BT, d, kGateRank);
@@ -264,7 +264,7 @@ void TransformerBlock::backward(Params& p, float* dres, const float* x, const Bl
                   d, false);
   switch (s.mixer) {
     case Mixer::Linear:
-      linear_attention_backward(w.dqkv, w.attn_scratch, w.datty, a.atty, a.qkv, B, T, d, H,
+      linear_attention_backward(w.dqkv, w.attn_scratch, w.datty, a.atty, a.lse, a.qkv, B, T, d, H,
                                 s.causal, false);
       break;
     case Mixer::Gla:

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "kat/buffer.h"
 #include "kat/config.h"
 #include "kat/kernels.h"
 #include "kat/params.h"
@@ -62,7 +63,8 @@ struct RopeTables {
 
 // What the forward keeps for the backward; each has B*T rows.
 struct BlockActs {
-  float *ln1, *ln1_mean, *ln1_rstd, *qkv, *lse, *atty, *res1;
+  float *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *res1;
+  float* lse;  // [rows, heads]: softmax and combiner the log-sum-exp, linear the denominators
   float *ln2, *ln2_mean, *ln2_rstd, *a1, *h, *a2, *res2;  // a1: KAN only; res2 is the output
   float *gate_u, *gate_g;  // GLA: W1 x [rows, kGateRank]; GLA, ssm: the log decays [rows, dim]
   float* beta;             // delta: the write strengths, ssm: the steps dt [rows, heads]
@@ -79,7 +81,7 @@ struct BlockWork {
 
 // One-token buffers of decode(): n = the longest context.
 struct DecodeWork {
-  std::vector<float> buf;
+  FloatBuffer buf;
   float *ln, *stats, *qkv, *att, *branch, *a1, *h, *a2, *scores, *gate_u, *gate_g, *beta;
   float* key;  // ssm: the token's scan inputs [3 dim]
   void plan(const BlockShape& s, int64_t n);

@@ -652,7 +652,12 @@ void sequence_sections(Page& page, LoadedModel& m, const json& state, const Repo
   model.forward(tokens.data(), nullptr, 1, T);
   page.note("The example: test sequence 0 (" + std::to_string(T) + " tokens, class " +
             std::to_string(test.labels[0]) + ").");
-  attention_maps(page, m, T, false, "");
+  std::string rows;
+  if (c.prefix_tokens()) rows = "Row and column 0 are the class token";
+  if (c.end_token)
+    rows += (rows.empty() ? "The last row and column are" : "; the last ones") +
+            std::string(" the end token");
+  attention_maps(page, m, T + c.extra_tokens(), false, rows.empty() ? "" : rows + ".");
   page.end_section();
 }
 
