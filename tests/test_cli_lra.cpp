@@ -89,6 +89,9 @@ TEST(LraCli, InitStartsFromACheckpointsWeights) {
   expect_one_line_error(run_kat("lra listops --steps 2 --positions rope --init " +
                                 (dir / "first/last") + " --out " + (dir / "third") + common),
                         "pos_embed");
+  expect_one_line_error(run_kat("lra listops --steps 2 --end-token --init " + (dir / "first/last") +
+                                " --out " + (dir / "fourth") + common),
+                        "end_token");
   expect_one_line_error(
       run_kat("lra listops --resume " + (dir / "second/last") + " --init " + (dir / "first/last")),
       "--init");

@@ -1,6 +1,8 @@
 // Sequence classifiers for the Long Range Arena: token embedding + positions (learned, rotary or
-// both) -> depth x pre-norm blocks (bidirectional, any token mixer) -> LayerNorm -> mean over the
-// tokens -> linear head. Tensor names as timm's (embed.weight, pos_embed, blocks.N.*, norm, head).
+// both), with a class token before the tokens and an end token after them if asked -> depth x
+// pre-norm blocks (bidirectional, any token mixer) -> the mean of the rows or the class token ->
+// LayerNorm -> linear head. Tensor names as timm's (embed.weight, pos_embed, cls_token,
+// blocks.N.*, norm, head), plus end_token.
 #pragma once
 
 #include <cstdint>
@@ -69,8 +71,9 @@ class SequenceClassifier {
   float forward(const int32_t* tokens, const int32_t* labels, int64_t B, int64_t T,
                 float loss_scale = 1.0f);
   const float* logits() const;  // [B, num_classes]
-  // Block `layer`'s q, k, v of the last forward: [B, T, 3 * embed_dim], heads contiguous (for
-  // attention maps; read-only).
+  // Block `layer`'s q, k, v of the last forward: [B, T + extra_tokens(), 3 * embed_dim] (the
+  // class token's row first, the end token's last), heads contiguous (for attention maps;
+  // read-only).
   const float* layer_qkv(int layer) const;
   void backward();  // accumulates into params().grads()
 
