@@ -93,6 +93,7 @@ void to_head_major(const HeadMajor& m, unsigned parts, const float* qkv, const f
           m.phiK[at + d] = phi(row[C + c + d]);
           m.V[at + d] = row[2 * C + c + d];
         }
+      if (!(parts & (kG | kGo))) continue;  // dout, out may be null
       const float* g = dout + t * C + c;
       if (parts & kG) std::copy(g, g + hd, m.G + at);
       if (!(parts & kGo)) continue;
@@ -356,9 +357,8 @@ void linear_attention_backward(float* dqkv, float* scratch, const float* dout, c
 #pragma omp simd reduction(+ : go)
               for (int64_t d = 0; d < hd; d++) go += t.A[i * hd + d] * t.dA[i * hd + d];
               for (int64_t j = 0; causal && j <= i; j++) go += t.P[i * n + j] * t.W[i * n + j];
-              t.dden[i] = go;
+              t.dden[i] = -go / dn[i];
             }
-            denominator_gradients(t, dn, t.dden, n);
             for (int64_t i = 0; i < n; i++)
 #pragma omp simd
               for (int64_t d = 0; d < hd; d++) t.dA[i * hd + d] += t.dden[i] * t.z[d];
