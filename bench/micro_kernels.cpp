@@ -142,11 +142,12 @@ void BM_LinearAttentionForwardBackward(benchmark::State& state) {
   const bool causal = state.range(1) != 0;
   const auto qkv = random_vector(T * 3 * C, 14), dout = random_vector(T * C, 15);
   std::vector<float> out(T * C), dqkv(T * 3 * C);
-  std::vector<float> scratch(linear_attention_scratch_floats(T, C, H)), den(H * T);
+  std::vector<float> scratch(linear_attention_scratch_floats(T, C, H));
+  std::vector<float> saved(linear_attention_saved_floats(1, T, C, H, causal));
   for (auto _ : state) {
-    linear_attention_forward(out.data(), den.data(), scratch.data(), qkv.data(), 1, T, C, H,
+    linear_attention_forward(out.data(), saved.data(), scratch.data(), qkv.data(), 1, T, C, H,
                              causal);
-    linear_attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), den.data(),
+    linear_attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), saved.data(),
                               qkv.data(), 1, T, C, H, causal, false);
   }
 }

@@ -53,7 +53,9 @@ int run_child(const Options& o) {
   const Mixer m = parse_mixer(o.mixer);
   Rng rng(1);
   // FloatBuffer as the models' activations: large ones on transparent huge pages (kat/buffer.h)
-  FloatBuffer qkv(T * 3 * C), dout(T * C), out(T * C), dqkv(T * 3 * C), lse(H * T);
+  FloatBuffer qkv(T * 3 * C), dout(T * C), out(T * C), dqkv(T * 3 * C);
+  // what the forward keeps: softmax, combiner the log-sum-exps, linear its denominators and states
+  FloatBuffer lse(m == Mixer::Linear ? linear_attention_saved_floats(1, T, C, H, o.causal) : H * T);
   for (float& x : qkv) x = rng.normal();
   for (float& x : dout) x = rng.normal();
   FloatBuffer g, dg;  // gla's log decays, drawn around its init (logsigmoid(z) / 16)

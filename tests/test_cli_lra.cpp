@@ -58,14 +58,18 @@ TEST(LraCli, ResumeContinuesExactly) {
   EXPECT_THAT(r.output, HasSubstr("--resume"));
   expect_one_line_error(run_kat("lra listops --resume " + (dir / "parts/last") + " --lr 0.1"),
                         "--lr");
-  r = run_kat("lra listops --resume " + (dir / "parts/last") + " --threads 2 --progress lines");
+  // A moved run directory goes on where it is now.
+  std::filesystem::rename(dir / "parts", dir / "moved");
+  r = run_kat("lra listops --resume " + (dir / "moved/last") + " --threads 2 --progress lines");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("resuming at step 3"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "parts"));
   for (const char* f : {"last/model.safetensors", "last/optimizer.safetensors"})
     EXPECT_EQ(read_file(dir / ("whole/" + std::string(f))),
-              read_file(dir / ("parts/" + std::string(f))))
+              read_file(dir / ("moved/" + std::string(f))))
         << f;
-  expect_one_line_error(run_kat("lra image --resume " + (dir / "parts/last")), "listops run");
+  EXPECT_THAT(read_text_file(dir / "moved/metrics.jsonl"), HasSubstr("\"step\":6"));
+  expect_one_line_error(run_kat("lra image --resume " + (dir / "moved/last")), "listops run");
 }
 
 // --init starts a new run from a checkpoint's weights and config, with flags on top: here rotary

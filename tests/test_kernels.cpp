@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "gradcheck.h"
+#include "kat/buffer.h"
 #include "kat/error.h"
 #include "kat/grkan.h"
 #include "kat/kernels.h"
@@ -291,9 +292,11 @@ TEST_P(LinearAttentionVsReference, ForwardAndBackward) {
   const int64_t B = 2, C = 8, H = 2;
   const auto qkv = randn(B * T * 3 * C, 3), dout = randn(B * T * C, 4);
   std::vector<float> out(B * T * C), dqkv(qkv.size(), 0.25f);
-  std::vector<float> scratch(linear_attention_scratch_floats(T, C, H)), den(B * H * T);
-  linear_attention_forward(out.data(), den.data(), scratch.data(), qkv.data(), B, T, C, H, causal);
-  linear_attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), den.data(),
+  std::vector<float> scratch(linear_attention_scratch_floats(T, C, H));
+  std::vector<float> saved(linear_attention_saved_floats(B, T, C, H, causal));
+  linear_attention_forward(out.data(), saved.data(), scratch.data(), qkv.data(), B, T, C, H,
+                           causal);
+  linear_attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), saved.data(),
                             qkv.data(), B, T, C, H, causal, true);
   std::vector<double> qd(qkv.begin(), qkv.end()), ref(out.size());
   linear_attention_forward_ref(ref.data(), qd.data(), B, T, C, H, causal);
@@ -321,10 +324,11 @@ TEST(LinearAttention, SequencesLongerThanABlock) {
   for (bool causal : {false, true}) {
     const auto qkv = randn(B * T * 3 * C, 7), dout = randn(B * T * C, 8), U = randn(qkv.size(), 9);
     std::vector<float> out(B * T * C), dqkv(qkv.size());
-    std::vector<float> scratch(linear_attention_scratch_floats(T, C, H)), den(B * H * T);
-    linear_attention_forward(out.data(), den.data(), scratch.data(), qkv.data(), B, T, C, H,
+    std::vector<float> scratch(linear_attention_scratch_floats(T, C, H));
+    std::vector<float> saved(linear_attention_saved_floats(B, T, C, H, causal));
+    linear_attention_forward(out.data(), saved.data(), scratch.data(), qkv.data(), B, T, C, H,
                              causal);
-    linear_attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), den.data(),
+    linear_attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), saved.data(),
                               qkv.data(), B, T, C, H, causal, false);
     std::vector<double> qd(qkv.begin(), qkv.end()), ref(out.size());
     linear_attention_forward_ref(ref.data(), qd.data(), B, T, C, H, causal);
@@ -341,6 +345,27 @@ TEST(LinearAttention, SequencesLongerThanABlock) {
     double analytic = 0;
     for (size_t i = 0; i < U.size(); i++) analytic += static_cast<double>(dqkv[i]) * U[i];
     testing::expect_directional_derivative(loss_at, analytic, causal ? "causal" : "bidirectional");
+  }
+}
+
+// Gradients of 16 MiB and more are streamed past the cache (stores.h) when they overwrite: the
+// same values as adding them to zeros, which takes the plain path.
+TEST(LinearAttention, StreamedGradientsMatchAddedOnes) {
+  const int64_t B = 1, T = 6000, C = 256, H = 4;  // dqkv: 17.6 MiB
+  const auto qkv = randn(B * T * 3 * C, 10), dout = randn(B * T * C, 11);
+  for (bool causal : {false, true}) {
+    std::vector<float> out(B * T * C), added(qkv.size(), 0.0f);
+    FloatBuffer streamed(qkv.size(), 1.0f);  // 64-byte aligned, as the models' buffers
+    std::vector<float> scratch(linear_attention_scratch_floats(T, C, H));
+    std::vector<float> saved(linear_attention_saved_floats(B, T, C, H, causal));
+    linear_attention_forward(out.data(), saved.data(), scratch.data(), qkv.data(), B, T, C, H,
+                             causal);
+    linear_attention_backward(streamed.data(), scratch.data(), dout.data(), out.data(),
+                              saved.data(), qkv.data(), B, T, C, H, causal, false);
+    linear_attention_backward(added.data(), scratch.data(), dout.data(), out.data(), saved.data(),
+                              qkv.data(), B, T, C, H, causal, true);
+    for (size_t i = 0; i < added.size(); i++)
+      ASSERT_EQ(streamed[i], added[i]) << (causal ? "causal " : "bidirectional ") << i;
   }
 }
 

@@ -62,7 +62,7 @@ TEST(Ssm, BlockMixerIsMamba2StateSpaceModel) {
     const auto x = testing::randn(R * C, 5);
     BufferPlan take;
     BlockActs a;
-    block.plan_acts(take, a, R, false);
+    block.plan_acts(take, a, R, B, false);
     FloatBuffer buf;
     std::vector<float> scratch(block.mixer_scratch_floats(T));
     take.allocate(buf);

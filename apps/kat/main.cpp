@@ -87,7 +87,8 @@ config.json, plus optimizer.safetensors and trainer_state.json for --resume).
   --seed N               seed of init, data order, augmentation, dropout    [0]
   --out DIR              run directory                   [runs/<arch>-<date>-<time>]
   --overwrite            replace a run already in --out
-  --resume CKPT          continue a run from its last/ checkpoint exactly
+  --resume CKPT          continue a run from its last/ checkpoint exactly, in the directory
+                         that holds it now
   --train-limit N        use only the first N training images
   --test-limit N         use only the first N test images
   --stop-after N         stop at step N, saving last/ for --resume (as Ctrl-C does)
@@ -140,7 +141,8 @@ is split 90/10 into training and validation text (every tenth block of 4 KiB).
   --seed N               seed of init and batches                           [0]
   --out DIR              run directory                   [runs/<arch>-<date>-<time>]
   --overwrite            replace a run already in --out
-  --resume CKPT          continue a run from its last/ checkpoint exactly
+  --resume CKPT          continue a run from its last/ checkpoint exactly, in the directory
+                         that holds it now
   --stop-after N         stop at step N, saving last/ for --resume (as Ctrl-C does)
   --log-every N          steps between metric lines                         [50]
   --progress bar|lines   progress display [bar on a terminal, lines otherwise]
@@ -229,7 +231,8 @@ kat downloads nothing.
   --seed N               seed of the data, init and batches                 [0]
   --out DIR              run directory                   [runs/<arch>-<date>-<time>]
   --overwrite            replace a run already in --out
-  --resume CKPT          continue a run from its last/ or best/ exactly (--steps may extend it)
+  --resume CKPT          continue a run from its last/ or best/ exactly, in the directory
+                         that holds it now (--steps may extend it)
   --stop-after N         stop at step N, saving last/ for --resume (as Ctrl-C does)
   --log-every N          steps between metric lines                         [50]
   --progress bar|lines   progress display [bar on a terminal, lines otherwise]

@@ -101,14 +101,16 @@ void attention_backward_ref(double* dqkv, const double* dout, const double* qkv,
 // ---- Linear attention, phi(x) = elu(x) + 1 (Katharopoulos et al. 2020) ----------------------
 // Same packed qkv[B, T, 3C] in, out[B, T, C]: o_i = phi(q_i)^T S / (phi(q_i) . z + 1e-6) with
 // S = sum phi(k_j) v_j^T and z = sum phi(k_j) over every key (bidirectional) or j <= i (causal,
-// in chunks of 64). O(T d^2) time, O(T d) memory. The forward also writes every query's
-// denominator den[B, H, T]; the backward needs out and den of the forward.
+// in chunks of 64). O(T d^2) time, O(T d) memory. The forward also keeps what the backward needs
+// in saved[linear_attention_saved_floats]: every query's denominator [B, H, T] and, when
+// bidirectional, every head's S, z [B, H, hd * hd + hd]; the backward needs out and saved.
 int64_t linear_attention_scratch_floats(int64_t T, int64_t C, int64_t H);
-void linear_attention_forward(float* out, float* den, float* scratch, const float* qkv, int64_t B,
+int64_t linear_attention_saved_floats(int64_t B, int64_t T, int64_t C, int64_t H, bool causal);
+void linear_attention_forward(float* out, float* saved, float* scratch, const float* qkv, int64_t B,
                               int64_t T, int64_t C, int64_t H, bool causal);
 void linear_attention_backward(float* dqkv, float* scratch, const float* dout, const float* out,
-                               const float* den, const float* qkv, int64_t B, int64_t T, int64_t C,
-                               int64_t H, bool causal, bool accumulate = true);
+                               const float* saved, const float* qkv, int64_t B, int64_t T,
+                               int64_t C, int64_t H, bool causal, bool accumulate = true);
 // Plain double-precision reference of the forward (the sums written out per query).
 void linear_attention_forward_ref(double* out, const double* qkv, int64_t B, int64_t T, int64_t C,
                                   int64_t H, bool causal);

@@ -19,8 +19,9 @@ struct CausalLM::State {
   std::vector<TransformerBlock> blocks;
   int wte = -1, wpe = -1, lnf_w = -1, lnf_b = -1, lm_head = -1;
   RopeTables rope;  // [context, head_dim / 2] when the positions are rotary
-  // training / full-sequence buffers, planned for `rows` = B * T
-  int64_t rows = 0;
+  // training / full-sequence buffers, planned for up to `rows` = B * T rows of `batch_cap`
+  // sequences
+  int64_t rows = 0, batch_cap = 0;
   int threads = 0;
   FloatBuffer buf;
   float *x0, *lnf, *lnf_mean, *lnf_rstd, *logits, *probs, *losses, *dres, *dlnf, *dlogits;
@@ -85,21 +86,21 @@ void CausalLM::init(uint64_t seed) {
 
 void CausalLM::plan(int64_t B, int64_t T) {
   State& s = *state_;
-  const int64_t rows = B * T;
-  if (s.rows >= rows && s.threads >= num_threads()) return;
+  if (s.rows >= B * T && s.batch_cap >= B && s.threads >= num_threads()) return;
   const LmConfig& c = config_;
   const int64_t d = c.embed_dim, V = c.vocab_size;
+  const int64_t rows = std::max(B * T, s.rows), Bc = std::max(B, s.batch_cap);
   BufferPlan take;
   take(s.x0, rows * d);
   s.layers.assign(c.depth, BlockActs{});
-  for (int l = 0; l < c.depth; l++) s.blocks[l].plan_acts(take, s.layers[l], rows, false);
+  for (int l = 0; l < c.depth; l++) s.blocks[l].plan_acts(take, s.layers[l], rows, Bc, false);
   take(s.lnf, rows * d), take(s.lnf_mean, rows), take(s.lnf_rstd, rows);
   take(s.logits, rows * V), take(s.probs, rows * V), take(s.losses, rows);
   take(s.dres, rows * d), take(s.dlnf, rows * d), take(s.dlogits, rows * V);
   TransformerBlock::plan_work(take, s.work, rows, s.blocks[0].shape(),
                               s.blocks[0].mixer_scratch_floats(c.context));
   take.allocate(s.buf);
-  s.rows = rows;
+  s.rows = rows, s.batch_cap = Bc;
   s.threads = num_threads();
 }
 

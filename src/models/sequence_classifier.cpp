@@ -189,7 +189,7 @@ void SequenceClassifier::plan(int64_t B, int64_t T) {
   BufferPlan take;
   take(s.x0, R * d);
   s.layers.assign(c.depth, BlockActs{});
-  for (int l = 0; l < c.depth; l++) s.blocks[l].plan_acts(take, s.layers[l], R, false);
+  for (int l = 0; l < c.depth; l++) s.blocks[l].plan_acts(take, s.layers[l], R, Bc, false);
   take(s.pooled, Bc * d), take(s.ln, Bc * d), take(s.ln_mean, Bc), take(s.ln_rstd, Bc);
   take(s.logits, Bc * V), take(s.probs, Bc * V), take(s.losses, Bc);
   take(s.dres, R * d), take(s.dln, Bc * d), take(s.dpooled, Bc * d), take(s.dlogits, Bc * V);

@@ -105,7 +105,7 @@ void VisionTransformer::plan(int64_t B) {
   BufferPlan take;
   take(a.patches, B * N * cpp), take(a.pe, B * N * d), take(a.x0, BT * d);
   a.layers.assign(c.depth, BlockActs{});
-  for (int l = 0; l < c.depth; l++) a.blocks[l].plan_acts(take, a.layers[l], BT, masks);
+  for (int l = 0; l < c.depth; l++) a.blocks[l].plan_acts(take, a.layers[l], BT, B, masks);
   take(a.cls, B * d), take(a.lnf, B * d), take(a.lnf_mean, B), take(a.lnf_rstd, B);
   take(a.logits, B * V), take(a.probs, B * V), take(a.losses, B);
   take(a.dres, BT * d), take(a.dlogits, B * V), take(a.dlnf, B * d), take(a.dcls, B * d);

@@ -64,7 +64,8 @@ struct RopeTables {
 // What the forward keeps for the backward; each has B*T rows.
 struct BlockActs {
   float *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *res1;
-  float* lse;  // [rows, heads]: softmax and combiner the log-sum-exp, linear the denominators
+  float* lse;  // softmax, combiner: the log-sum-exp [rows, heads]; linear: what its backward needs
+               // (linear_attention_saved_floats: the denominators, bidirectional the states too)
   float *ln2, *ln2_mean, *ln2_rstd, *a1, *h, *a2, *res2;  // a1: KAN only; res2 is the output
   float *gate_u, *gate_g;  // GLA: W1 x [rows, kGateRank]; GLA, ssm: the log decays [rows, dim]
   float* beta;             // delta: the write strengths, ssm: the steps dt [rows, heads]
@@ -93,12 +94,19 @@ class TransformerBlock {
                    const BlockShape& shape);
   const BlockShape& shape() const { return shape_; }
 
-  // Lays out the block's activations for `rows` = B*T rows: take(float*& p, int64_t count).
+  // Lays out the block's activations for up to `rows` = B*T rows of up to `batch` sequences:
+  // take(float*& p, int64_t count).
   template <class Take>
-  void plan_acts(Take&& take, BlockActs& a, int64_t rows, bool masks) const {
-    const int64_t d = shape_.dim, hid = shape_.hidden;
+  void plan_acts(Take&& take, BlockActs& a, int64_t rows, int64_t batch, bool masks) const {
+    const int64_t d = shape_.dim, hid = shape_.hidden, H = shape_.heads;
     take(a.ln1, rows * d), take(a.ln1_mean, rows), take(a.ln1_rstd, rows);
-    take(a.qkv, rows * 3 * d), take(a.lse, rows * shape_.heads), take(a.atty, rows * d);
+    take(a.qkv, rows * 3 * d);
+    // linear: the denominators (B * H * T <= batch * H * T) and, bidirectional, B <= batch states
+    const int64_t T = (rows + batch - 1) / batch;
+    take(a.lse, shape_.mixer == Mixer::Linear
+                    ? linear_attention_saved_floats(batch, T, d, H, shape_.causal)
+                    : rows * H);
+    take(a.atty, rows * d);
     take(a.res1, rows * d), take(a.ln2, rows * d), take(a.ln2_mean, rows), take(a.ln2_rstd, rows);
     a.a1 = a.mask1 = a.mask2 = a.gate_u = a.gate_g = a.beta = a.ssm_qkv = nullptr;
     if (shape_.mixer == Mixer::Gla) take(a.gate_u, rows * kGateRank), take(a.gate_g, rows * d);

@@ -70,8 +70,11 @@ nlohmann::json read_trainer_state(const std::string& checkpoint,
   try {
     nlohmann::json state = nlohmann::json::parse(read_text_file(path));
     restore(state.at("options"));
-    state.at("run_dir").get<std::string>();
     state.at("step").get<int64_t>();
+    // The run goes on in the directory that holds the checkpoint, not the one it was saved in:
+    // a run directory that was moved or copied continues where it is now.
+    const std::string parent = fs::path(dir).lexically_normal().parent_path().string();
+    state["run_dir"] = parent.empty() ? "." : parent;
     state["resume_dir"] = dir;
     return state;
   } catch (const nlohmann::json::exception& e) {

@@ -11,10 +11,11 @@
 // phi(Q), phi(K), V [H, rows, hd], small enough to stay in cache while every head (one per task)
 // runs its chunks over them; a pass copies only the parts it reads. The running sums (S, z; R, u
 // in the backward) belong to the head and carry from block to block. The forward keeps every
-// query's denominator, so the backward needs no z before its first pass: bidirectional, it sums
-// S, z, R, u in one pass and writes the gradients in a second (the forward also takes two: the
-// state, then the queries); causal, it replays the chunk states, then walks back. Only the
-// bidirectional first pass reads out (for g . o); the last pass gets g . o from its own products.
+// query's denominator and, bidirectional, each head's state S, z: the backward's first pass then
+// reads no keys and values, only the queries, dout and out (for g . o) to sum R, u, and a second
+// pass writes the gradients (the forward takes two too: the state, then the queries). Causal, the
+// first pass replays the chunk states and the second walks back. The last pass gets g . o from its
+// own products, and streams gradients too large to stay in cache past it (stores.h).
 #include <omp.h>
 
 #include <algorithm>
@@ -23,6 +24,7 @@
 
 #include "kat/kernels.h"
 #include "kat/parallel.h"
+#include "stores.h"
 #include "vec_math.h"
 
 namespace kat {
@@ -106,20 +108,19 @@ void to_head_major(const HeadMajor& m, unsigned parts, const float* qkv, const f
   }
 }
 
-// What a head carries across blocks: the state S [hd, hd], z [hd], the backward's R [hd, hd],
-// u [hd], and every chunk's entry state (S, z) for the causal backward.
-int64_t head_state_floats(int64_t T, int64_t hd) {
-  return 2 * (hd * hd + hd) + chunks(T) * (hd * hd + hd);
-}
+// What a head carries across blocks: the backward's R [hd, hd], u [hd], the state S [hd, hd],
+// z [hd] (S, z as the forward saves them), and every chunk's entry state for the causal backward.
+int64_t state_floats(int64_t hd) { return hd * hd + hd; }  // S, z (or R, u)
+int64_t head_state_floats(int64_t T, int64_t hd) { return (2 + chunks(T)) * state_floats(hd); }
 
 // Tiles of one head's work: its carried sums, and the calling thread's chunk tiles. A and Bk
 // point at the current chunk's rows of the head's phi(Q), phi(K).
 struct Tiles {
-  float *P, *W, *dNum, *dA, *dB, *den, *dden, *R, *u, *S, *z, *states;
+  float *P, *W, *dNum, *dA, *dB, *dV, *den, *dden, *R, *u, *S, *z, *states;
   const float *A = nullptr, *Bk = nullptr;
 };
 
-int64_t per_thread(int64_t hd) { return 3 * kChunk * hd + 2 * kChunk * kChunk + 2 * kChunk; }
+int64_t per_thread(int64_t hd) { return 4 * kChunk * hd + 2 * kChunk * kChunk + 2 * kChunk; }
 
 Tiles tiles_of(float* thread_scratch, float* head_state, int64_t T, int64_t hd) {
   float* p = thread_scratch + omp_get_thread_num() * per_thread(hd);
@@ -127,6 +128,7 @@ Tiles tiles_of(float* thread_scratch, float* head_state, int64_t T, int64_t hd) 
   for (auto [dst, n] : {std::pair{&t.dNum, kChunk * hd},
                         {&t.dA, kChunk * hd},
                         {&t.dB, kChunk * hd},
+                        {&t.dV, kChunk * hd},
                         {&t.P, kChunk * kChunk},
                         {&t.W, kChunk * kChunk},
                         {&t.den, kChunk},
@@ -176,6 +178,11 @@ void for_each_block(const Scratch& s, unsigned parts, const float* qkv, const fl
       body(t, h, s.m.phiQ + at, s.m.phiK + at, s.m.V + at, s.m.G + at, s.m.go + h * rows, r0, rows);
     }
   }
+}
+
+// Head h's carried S, then z: what the forward saves and the bidirectional backward starts from.
+float* head_state(const Scratch& s, int64_t h, int64_t T, int64_t hd) {
+  return s.heads + h * head_state_floats(T, hd) + state_floats(hd);  // after R, u
 }
 
 void zero_heads(const Scratch& s, int64_t T, int64_t H, int64_t hd) {
@@ -235,14 +242,19 @@ int64_t linear_attention_scratch_floats(int64_t T, int64_t C, int64_t H) {
          num_threads() * per_thread(C / H);
 }
 
-void linear_attention_forward(float* out, float* den, float* scratch, const float* qkv, int64_t B,
+int64_t linear_attention_saved_floats(int64_t B, int64_t T, int64_t C, int64_t H, bool causal) {
+  return B * H * (T + (causal ? 0 : state_floats(C / H)));
+}
+
+void linear_attention_forward(float* out, float* saved, float* scratch, const float* qkv, int64_t B,
                               int64_t T, int64_t C, int64_t H, bool causal) {
-  const int64_t hd = C / H, C3 = 3 * C;
+  const int64_t hd = C / H, C3 = 3 * C, st = state_floats(hd);
   const Scratch s = scratch_of(scratch, T, C, H);
+  float* den = saved;
   for (int64_t b = 0; b < B; b++) {
     const float* x = qkv + b * T * C3;
     zero_heads(s, T, H, hd);
-    if (!causal)  // the whole sequence's state first
+    if (!causal) {  // the whole sequence's state first, kept for the backward
       for_each_block(s, kKV, x, nullptr, nullptr, T, C, H, false,
                      [&](Tiles& t, int64_t, const float*, const float* K, const float* V,
                          const float*, const float*, int64_t, int64_t rows) {
@@ -251,6 +263,9 @@ void linear_attention_forward(float* out, float* den, float* scratch, const floa
                          add_to_state(t, V + t0 * hd, std::min(kChunk, rows - t0), hd);
                        }
                      });
+      for (int64_t h = 0; h < H; h++)
+        std::copy_n(head_state(s, h, T, hd), st, saved + B * H * T + (b * H + h) * st);
+    }
     for_each_block(s, causal ? kQ | kKV : kQ, x, nullptr, nullptr, T, C, H, false,
                    [&](Tiles& t, int64_t h, const float* Q, const float* K, const float* V,
                        const float*, const float*, int64_t r0, int64_t rows) {
@@ -276,9 +291,13 @@ void linear_attention_forward(float* out, float* den, float* scratch, const floa
 
 namespace {
 
-// dst[0..n) += src, or = src: a result that overwrites is written without reading dst first.
-void store_row(float* dst, const float* src, int64_t n, bool accumulate) {
-  if (!accumulate) {
+// How the backward writes a gradient row: dst += src; dst = src, without reading dst first; or
+// streamed past the cache (a large output).
+enum class Store { kAdd, kSet, kStream };
+
+void store_row(float* dst, const float* src, int64_t n, Store how) {
+  if (how == Store::kStream) return stream_row(dst, src, n);
+  if (how == Store::kSet) {
     std::copy(src, src + n, dst);
     return;
   }
@@ -297,99 +316,106 @@ void add_to_gradient_sums(const Tiles& t, int64_t n, int64_t hd) {  // t.A set
 }  // namespace
 
 void linear_attention_backward(float* dqkv, float* scratch, const float* dout, const float* out,
-                               const float* den, const float* qkv, int64_t B, int64_t T, int64_t C,
-                               int64_t H, bool causal, bool accumulate) {
-  const int64_t hd = C / H, C3 = 3 * C, hh = hd * hd;
+                               const float* saved, const float* qkv, int64_t B, int64_t T,
+                               int64_t C, int64_t H, bool causal, bool accumulate) {
+  const int64_t hd = C / H, C3 = 3 * C, st = state_floats(hd);
   const Scratch s = scratch_of(scratch, T, C, H);
+  const Store how = accumulate                                ? Store::kAdd
+                    : B * T * C3 * int64_t{4} >= kStreamBytes ? Store::kStream
+                                                              : Store::kSet;
   for (int64_t b = 0; b < B; b++) {
     const float* x = qkv + b * T * C3;
     const float* g = dout + b * T * C;
     const float* o = out + b * T * C;
-    const float* db = den + b * H * T;
+    const float* db = saved + b * H * T;
     zero_heads(s, T, H, hd);
+    if (!causal)  // the forward's S, z
+      for (int64_t h = 0; h < H; h++)
+        std::copy_n(saved + B * H * T + (b * H + h) * st, st, head_state(s, h, T, hd));
     // First pass. Causal: the state at each chunk's entry. Bidirectional: every query sees every
-    // key, so the whole S, z, and R = sum of a_i dnum_i^T, u = sum of a_i dden_i over every query.
-    for_each_block(s, causal ? kKV : kQ | kKV | kG | kGo, x, g, o, T, C, H, false,
+    // key, so R = sum of a_i dnum_i^T and u = sum of a_i dden_i over every query.
+    for_each_block(s, causal ? kKV : kQ | kG | kGo, x, g, o, T, C, H, false,
                    [&](Tiles& t, int64_t h, const float* Q, const float* K, const float* V,
                        const float* G, const float* go, int64_t r0, int64_t rows) {
                      for (int64_t t0 = 0; t0 < rows; t0 += kChunk) {
                        const int64_t n = std::min(kChunk, rows - t0);
                        if (causal) {
-                         float* st = t.states + (r0 + t0) / kChunk * (hh + hd);
-                         std::copy(t.S, t.S + hh, st);
-                         std::copy(t.z, t.z + hd, st + hh);
+                         float* entry = t.states + (r0 + t0) / kChunk * st;
+                         std::copy(t.S, t.S + st, entry);  // S, then z
+                         t.Bk = K + t0 * hd;
+                         add_to_state(t, V + t0 * hd, n, hd);
+                         continue;
                        }
-                       t.Bk = K + t0 * hd;
-                       add_to_state(t, V + t0 * hd, n, hd);
-                       if (causal) continue;
                        t.A = Q + t0 * hd;
                        numerator_gradients(t, db + h * T + r0 + t0, G + t0 * hd, n, hd);
                        denominator_gradients(t, db + h * T + r0 + t0, go + t0, n);
                        add_to_gradient_sums(t, n, hd);
                      }
                    });
-    const float keep = accumulate ? 1.0f : 0.0f;
-    for_each_block(
-        s, kQ | kKV | kG, x, g, o, T, C, H, true,
-        [&](Tiles& t, int64_t h, const float* Q, const float* K, const float* V, const float* G,
-            const float*, int64_t r0, int64_t rows) {
-          float* dq = dqkv + b * T * C3 + h * hd;
-          float *dk = dq + C, *dv = dq + 2 * C;
-          for (int64_t t0 = (rows - 1) / kChunk * kChunk; t0 >= 0; t0 -= kChunk) {
-            const int64_t n = std::min(kChunk, rows - t0), row = r0 + t0;
-            const float* Vc = V + t0 * hd;
-            t.A = Q + t0 * hd, t.Bk = K + t0 * hd;
-            if (causal) {  // the state this chunk's queries see
-              const float* st = t.states + row / kChunk * (hh + hd);
-              std::copy(st, st + hh, t.S);
-              std::copy(st + hh, st + hh + hd, t.z);
-              masked_scores(t.P, t.A, t.Bk, n, hd);
-            }
-            const float* dn = db + h * T + row;
-            numerator_gradients(t, dn, G + t0 * hd, n, hd);
-            // dA = dNum S^T + dden z^T (+ W Bk within the chunk when causal). g . o comes from
-            // the same products, so out is not read: g_i . o_i = a_i . (dNum S^T)_i, plus
-            // sum_j<=i P_ij (dNum V^T)_ij within the chunk when causal.
-            gemm(false, true, n, hd, hd, 1.0f, t.dNum, hd, t.S, hd, 0.0f, t.dA, hd);
-            if (causal) gemm(false, true, n, n, hd, 1.0f, t.dNum, hd, Vc, hd, 0.0f, t.W, n);
-            for (int64_t i = 0; i < n; i++) {
-              float go = 0.0f;
+    for_each_block(s, kQ | kKV | kG, x, g, o, T, C, H, true,
+                   [&](Tiles& t, int64_t h, const float* Q, const float* K, const float* V,
+                       const float* G, const float*, int64_t r0, int64_t rows) {
+                     float* dq = dqkv + b * T * C3 + h * hd;
+                     float *dk = dq + C, *dv = dq + 2 * C;
+                     for (int64_t t0 = (rows - 1) / kChunk * kChunk; t0 >= 0; t0 -= kChunk) {
+                       const int64_t n = std::min(kChunk, rows - t0), row = r0 + t0;
+                       const float* Vc = V + t0 * hd;
+                       t.A = Q + t0 * hd, t.Bk = K + t0 * hd;
+                       if (causal) {  // the state this chunk's queries see
+                         const float* entry = t.states + row / kChunk * st;
+                         std::copy(entry, entry + st, t.S);  // S, then z
+                         masked_scores(t.P, t.A, t.Bk, n, hd);
+                       }
+                       const float* dn = db + h * T + row;
+                       numerator_gradients(t, dn, G + t0 * hd, n, hd);
+                       // dA = dNum S^T + dden z^T (+ W Bk within the chunk when causal). g . o
+                       // comes from the same products, so out is not read: g_i . o_i = a_i . (dNum
+                       // S^T)_i, plus sum_j<=i P_ij (dNum V^T)_ij within the chunk when causal.
+                       gemm(false, true, n, hd, hd, 1.0f, t.dNum, hd, t.S, hd, 0.0f, t.dA, hd);
+                       if (causal)
+                         gemm(false, true, n, n, hd, 1.0f, t.dNum, hd, Vc, hd, 0.0f, t.W, n);
+                       for (int64_t i = 0; i < n; i++) {
+                         float go = 0.0f;
 #pragma omp simd reduction(+ : go)
-              for (int64_t d = 0; d < hd; d++) go += t.A[i * hd + d] * t.dA[i * hd + d];
-              for (int64_t j = 0; causal && j <= i; j++) go += t.P[i * n + j] * t.W[i * n + j];
-              t.dden[i] = -go / dn[i];
-            }
-            for (int64_t i = 0; i < n; i++)
+                         for (int64_t d = 0; d < hd; d++) go += t.A[i * hd + d] * t.dA[i * hd + d];
+                         for (int64_t j = 0; causal && j <= i; j++)
+                           go += t.P[i * n + j] * t.W[i * n + j];
+                         t.dden[i] = -go / dn[i];
+                       }
+                       for (int64_t i = 0; i < n; i++)
 #pragma omp simd
-              for (int64_t d = 0; d < hd; d++) t.dA[i * hd + d] += t.dden[i] * t.z[d];
-            // dB = V R^T + 1 u^T (+ W^T A), dV = Bk R (+ P^T dNum): later queries
-            gemm(false, true, n, hd, hd, 1.0f, Vc, hd, t.R, hd, 0.0f, t.dB, hd);
-            for (int64_t j = 0; j < n; j++)
+                         for (int64_t d = 0; d < hd; d++) t.dA[i * hd + d] += t.dden[i] * t.z[d];
+                       // dB = V R^T + 1 u^T (+ W^T A), dV = Bk R (+ P^T dNum): later queries
+                       gemm(false, true, n, hd, hd, 1.0f, Vc, hd, t.R, hd, 0.0f, t.dB, hd);
+                       for (int64_t j = 0; j < n; j++)
 #pragma omp simd
-              for (int64_t d = 0; d < hd; d++) t.dB[j * hd + d] += t.u[d];
-            gemm(false, false, n, hd, hd, 1.0f, t.Bk, hd, t.R, hd, keep, dv + row * C3, C3);
-            if (causal) {
-              // W = (dNum V^T + dden 1^T) masked to j <= i
-              for (int64_t i = 0; i < n; i++) {
-                for (int64_t j = 0; j <= i; j++) t.W[i * n + j] += t.dden[i];
-                std::fill(t.W + i * n + i + 1, t.W + (i + 1) * n, 0.0f);
-              }
-              gemm(false, false, n, hd, n, 1.0f, t.W, n, t.Bk, hd, 1.0f, t.dA, hd);
-              gemm(true, false, n, hd, n, 1.0f, t.W, n, t.A, hd, 1.0f, t.dB, hd);
-              gemm(true, false, n, hd, n, 1.0f, t.P, n, t.dNum, hd, 1.0f, dv + row * C3, C3);
-              add_to_gradient_sums(t, n, hd);  // for the chunks before this one
-            }
-            for (int64_t i = 0; i < n; i++) {  // through phi (into the dA, dB tiles first)
+                         for (int64_t d = 0; d < hd; d++) t.dB[j * hd + d] += t.u[d];
+                       gemm(false, false, n, hd, hd, 1.0f, t.Bk, hd, t.R, hd, 0.0f, t.dV, hd);
+                       if (causal) {
+                         // W = (dNum V^T + dden 1^T) masked to j <= i
+                         for (int64_t i = 0; i < n; i++) {
+                           for (int64_t j = 0; j <= i; j++) t.W[i * n + j] += t.dden[i];
+                           std::fill(t.W + i * n + i + 1, t.W + (i + 1) * n, 0.0f);
+                         }
+                         gemm(false, false, n, hd, n, 1.0f, t.W, n, t.Bk, hd, 1.0f, t.dA, hd);
+                         gemm(true, false, n, hd, n, 1.0f, t.W, n, t.A, hd, 1.0f, t.dB, hd);
+                         gemm(true, false, n, hd, n, 1.0f, t.P, n, t.dNum, hd, 1.0f, t.dV, hd);
+                         add_to_gradient_sums(t, n, hd);  // for the chunks before this one
+                       }
+                       for (int64_t i = 0; i < n;
+                            i++) {  // through phi (into the dA, dB tiles first)
 #pragma omp simd
-              for (int64_t d = 0; d < hd; d++) {
-                t.dA[i * hd + d] *= dphi_of(t.A[i * hd + d]);
-                t.dB[i * hd + d] *= dphi_of(t.Bk[i * hd + d]);
-              }
-              store_row(dq + (row + i) * C3, t.dA + i * hd, hd, accumulate);
-              store_row(dk + (row + i) * C3, t.dB + i * hd, hd, accumulate);
-            }
-          }
-        });
+                         for (int64_t d = 0; d < hd; d++) {
+                           t.dA[i * hd + d] *= dphi_of(t.A[i * hd + d]);
+                           t.dB[i * hd + d] *= dphi_of(t.Bk[i * hd + d]);
+                         }
+                         store_row(dq + (row + i) * C3, t.dA + i * hd, hd, how);
+                         store_row(dk + (row + i) * C3, t.dB + i * hd, hd, how);
+                         store_row(dv + (row + i) * C3, t.dV + i * hd, hd, how);
+                       }
+                     }
+                     if (how == Store::kStream) stream_fence();
+                   });
   }
 }
 
