@@ -2,11 +2,12 @@
 """What simple rules score on a ListOps test set: the levels a model passes through.
 
     build/kat lra listops --export DIR --steps 0   # or LRA's own TSV files
-    python3 tools/listops_rules.py DIR [--fit 40000]
+    python3 tools/listops_rules.py DIR [--fit 40000] [--split test|val]
 
 Each rule maps an expression to a key (the root operator; the root operator and the root's first
 and last arguments; ...) and predicts the label seen most often with that key among the first
---fit training expressions (basic_train.tsv). Prints the test accuracy (basic_test.tsv) of each.
+--fit training expressions (basic_train.tsv). Prints the accuracy of each on basic_test.tsv (or
+basic_val.tsv: --split val).
 Reads LRA's TSV files (header Source<TAB>Target), with or without LRA's ( ) tokens. Plain Python.
 """
 import argparse
@@ -73,11 +74,12 @@ RULES = [
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("dir", help="directory with basic_train.tsv and basic_test.tsv")
+    p.add_argument("dir", help="directory with basic_train.tsv and basic_test.tsv (basic_val.tsv)")
     p.add_argument("--fit", type=int, default=40000, help="training expressions to fit on")
+    p.add_argument("--split", choices=["test", "val"], default="test", help="the split to score")
     a = p.parse_args()
     train = load(f"{a.dir}/basic_train.tsv", a.fit)
-    test = load(f"{a.dir}/basic_test.tsv")
+    test = load(f"{a.dir}/basic_{a.split}.tsv")
     for name, key in RULES:
         table = collections.defaultdict(collections.Counter)
         for tokens, label in train:
