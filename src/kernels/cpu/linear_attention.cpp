@@ -246,11 +246,18 @@ int64_t linear_attention_saved_floats(int64_t B, int64_t T, int64_t C, int64_t H
   return B * H * (T + (causal ? 0 : state_floats(C / H)));
 }
 
+namespace {
+// Where head h of batch row b keeps its S, z in `saved`: after the B * H * T denominators.
+int64_t saved_state_at(int64_t B, int64_t T, int64_t H, int64_t b, int64_t h, int64_t hd) {
+  return B * H * T + (b * H + h) * state_floats(hd);
+}
+}  // namespace
+
 void linear_attention_forward(float* out, float* saved, float* scratch, const float* qkv, int64_t B,
                               int64_t T, int64_t C, int64_t H, bool causal) {
   const int64_t hd = C / H, C3 = 3 * C, st = state_floats(hd);
   const Scratch s = scratch_of(scratch, T, C, H);
-  float* den = saved;
+  float* den = saved;  // [B, H, T], then the states
   for (int64_t b = 0; b < B; b++) {
     const float* x = qkv + b * T * C3;
     zero_heads(s, T, H, hd);
@@ -264,7 +271,7 @@ void linear_attention_forward(float* out, float* saved, float* scratch, const fl
                        }
                      });
       for (int64_t h = 0; h < H; h++)
-        std::copy_n(head_state(s, h, T, hd), st, saved + B * H * T + (b * H + h) * st);
+        std::copy_n(head_state(s, h, T, hd), st, saved + saved_state_at(B, T, H, b, h, hd));
     }
     for_each_block(s, causal ? kQ | kKV : kQ, x, nullptr, nullptr, T, C, H, false,
                    [&](Tiles& t, int64_t h, const float* Q, const float* K, const float* V,
@@ -331,7 +338,7 @@ void linear_attention_backward(float* dqkv, float* scratch, const float* dout, c
     zero_heads(s, T, H, hd);
     if (!causal)  // the forward's S, z
       for (int64_t h = 0; h < H; h++)
-        std::copy_n(saved + B * H * T + (b * H + h) * st, st, head_state(s, h, T, hd));
+        std::copy_n(saved + saved_state_at(B, T, H, b, h, hd), st, head_state(s, h, T, hd));
     // First pass. Causal: the state at each chunk's entry. Bidirectional: every query sees every
     // key, so R = sum of a_i dnum_i^T and u = sum of a_i dden_i over every query.
     for_each_block(s, causal ? kKV : kQ | kG | kGo, x, g, o, T, C, H, false,
@@ -352,70 +359,68 @@ void linear_attention_backward(float* dqkv, float* scratch, const float* dout, c
                        add_to_gradient_sums(t, n, hd);
                      }
                    });
-    for_each_block(s, kQ | kKV | kG, x, g, o, T, C, H, true,
-                   [&](Tiles& t, int64_t h, const float* Q, const float* K, const float* V,
-                       const float* G, const float*, int64_t r0, int64_t rows) {
-                     float* dq = dqkv + b * T * C3 + h * hd;
-                     float *dk = dq + C, *dv = dq + 2 * C;
-                     for (int64_t t0 = (rows - 1) / kChunk * kChunk; t0 >= 0; t0 -= kChunk) {
-                       const int64_t n = std::min(kChunk, rows - t0), row = r0 + t0;
-                       const float* Vc = V + t0 * hd;
-                       t.A = Q + t0 * hd, t.Bk = K + t0 * hd;
-                       if (causal) {  // the state this chunk's queries see
-                         const float* entry = t.states + row / kChunk * st;
-                         std::copy(entry, entry + st, t.S);  // S, then z
-                         masked_scores(t.P, t.A, t.Bk, n, hd);
-                       }
-                       const float* dn = db + h * T + row;
-                       numerator_gradients(t, dn, G + t0 * hd, n, hd);
-                       // dA = dNum S^T + dden z^T (+ W Bk within the chunk when causal). g . o
-                       // comes from the same products, so out is not read: g_i . o_i = a_i . (dNum
-                       // S^T)_i, plus sum_j<=i P_ij (dNum V^T)_ij within the chunk when causal.
-                       gemm(false, true, n, hd, hd, 1.0f, t.dNum, hd, t.S, hd, 0.0f, t.dA, hd);
-                       if (causal)
-                         gemm(false, true, n, n, hd, 1.0f, t.dNum, hd, Vc, hd, 0.0f, t.W, n);
-                       for (int64_t i = 0; i < n; i++) {
-                         float go = 0.0f;
+    // Second pass, last block first: every gradient.
+    auto gradients = [&](Tiles& t, int64_t h, const float* Q, const float* K, const float* V,
+                         const float* G, const float*, int64_t r0, int64_t rows) {
+      float* dq = dqkv + b * T * C3 + h * hd;
+      float *dk = dq + C, *dv = dq + 2 * C;
+      for (int64_t t0 = (rows - 1) / kChunk * kChunk; t0 >= 0; t0 -= kChunk) {
+        const int64_t n = std::min(kChunk, rows - t0), row = r0 + t0;
+        const float* Vc = V + t0 * hd;
+        t.A = Q + t0 * hd, t.Bk = K + t0 * hd;
+        if (causal) {  // the state this chunk's queries see
+          const float* entry = t.states + row / kChunk * st;
+          std::copy(entry, entry + st, t.S);  // S, then z
+          masked_scores(t.P, t.A, t.Bk, n, hd);
+        }
+        const float* dn = db + h * T + row;
+        numerator_gradients(t, dn, G + t0 * hd, n, hd);
+        // dA = dNum S^T + dden z^T (+ W Bk within the chunk when causal). g . o comes from the
+        // same products, so out is not read: g_i . o_i = a_i . (dNum S^T)_i, plus
+        // sum_j<=i P_ij (dNum V^T)_ij within the chunk when causal.
+        gemm(false, true, n, hd, hd, 1.0f, t.dNum, hd, t.S, hd, 0.0f, t.dA, hd);
+        if (causal) gemm(false, true, n, n, hd, 1.0f, t.dNum, hd, Vc, hd, 0.0f, t.W, n);
+        for (int64_t i = 0; i < n; i++) {
+          float go = 0.0f;
 #pragma omp simd reduction(+ : go)
-                         for (int64_t d = 0; d < hd; d++) go += t.A[i * hd + d] * t.dA[i * hd + d];
-                         for (int64_t j = 0; causal && j <= i; j++)
-                           go += t.P[i * n + j] * t.W[i * n + j];
-                         t.dden[i] = -go / dn[i];
-                       }
-                       for (int64_t i = 0; i < n; i++)
+          for (int64_t d = 0; d < hd; d++) go += t.A[i * hd + d] * t.dA[i * hd + d];
+          for (int64_t j = 0; causal && j <= i; j++) go += t.P[i * n + j] * t.W[i * n + j];
+          t.dden[i] = -go / dn[i];
+        }
+        for (int64_t i = 0; i < n; i++)
 #pragma omp simd
-                         for (int64_t d = 0; d < hd; d++) t.dA[i * hd + d] += t.dden[i] * t.z[d];
-                       // dB = V R^T + 1 u^T (+ W^T A), dV = Bk R (+ P^T dNum): later queries
-                       gemm(false, true, n, hd, hd, 1.0f, Vc, hd, t.R, hd, 0.0f, t.dB, hd);
-                       for (int64_t j = 0; j < n; j++)
+          for (int64_t d = 0; d < hd; d++) t.dA[i * hd + d] += t.dden[i] * t.z[d];
+        // dB = V R^T + 1 u^T (+ W^T A), dV = Bk R (+ P^T dNum): later queries
+        gemm(false, true, n, hd, hd, 1.0f, Vc, hd, t.R, hd, 0.0f, t.dB, hd);
+        for (int64_t j = 0; j < n; j++)
 #pragma omp simd
-                         for (int64_t d = 0; d < hd; d++) t.dB[j * hd + d] += t.u[d];
-                       gemm(false, false, n, hd, hd, 1.0f, t.Bk, hd, t.R, hd, 0.0f, t.dV, hd);
-                       if (causal) {
-                         // W = (dNum V^T + dden 1^T) masked to j <= i
-                         for (int64_t i = 0; i < n; i++) {
-                           for (int64_t j = 0; j <= i; j++) t.W[i * n + j] += t.dden[i];
-                           std::fill(t.W + i * n + i + 1, t.W + (i + 1) * n, 0.0f);
-                         }
-                         gemm(false, false, n, hd, n, 1.0f, t.W, n, t.Bk, hd, 1.0f, t.dA, hd);
-                         gemm(true, false, n, hd, n, 1.0f, t.W, n, t.A, hd, 1.0f, t.dB, hd);
-                         gemm(true, false, n, hd, n, 1.0f, t.P, n, t.dNum, hd, 1.0f, t.dV, hd);
-                         add_to_gradient_sums(t, n, hd);  // for the chunks before this one
-                       }
-                       for (int64_t i = 0; i < n;
-                            i++) {  // through phi (into the dA, dB tiles first)
+          for (int64_t d = 0; d < hd; d++) t.dB[j * hd + d] += t.u[d];
+        gemm(false, false, n, hd, hd, 1.0f, t.Bk, hd, t.R, hd, 0.0f, t.dV, hd);
+        if (causal) {
+          // W = (dNum V^T + dden 1^T) masked to j <= i
+          for (int64_t i = 0; i < n; i++) {
+            for (int64_t j = 0; j <= i; j++) t.W[i * n + j] += t.dden[i];
+            std::fill(t.W + i * n + i + 1, t.W + (i + 1) * n, 0.0f);
+          }
+          gemm(false, false, n, hd, n, 1.0f, t.W, n, t.Bk, hd, 1.0f, t.dA, hd);
+          gemm(true, false, n, hd, n, 1.0f, t.W, n, t.A, hd, 1.0f, t.dB, hd);
+          gemm(true, false, n, hd, n, 1.0f, t.P, n, t.dNum, hd, 1.0f, t.dV, hd);
+          add_to_gradient_sums(t, n, hd);  // for the chunks before this one
+        }
+        for (int64_t i = 0; i < n; i++) {  // through phi (into the dA, dB tiles first)
 #pragma omp simd
-                         for (int64_t d = 0; d < hd; d++) {
-                           t.dA[i * hd + d] *= dphi_of(t.A[i * hd + d]);
-                           t.dB[i * hd + d] *= dphi_of(t.Bk[i * hd + d]);
-                         }
-                         store_row(dq + (row + i) * C3, t.dA + i * hd, hd, how);
-                         store_row(dk + (row + i) * C3, t.dB + i * hd, hd, how);
-                         store_row(dv + (row + i) * C3, t.dV + i * hd, hd, how);
-                       }
-                     }
-                     if (how == Store::kStream) stream_fence();
-                   });
+          for (int64_t d = 0; d < hd; d++) {
+            t.dA[i * hd + d] *= dphi_of(t.A[i * hd + d]);
+            t.dB[i * hd + d] *= dphi_of(t.Bk[i * hd + d]);
+          }
+          store_row(dq + (row + i) * C3, t.dA + i * hd, hd, how);
+          store_row(dk + (row + i) * C3, t.dB + i * hd, hd, how);
+          store_row(dv + (row + i) * C3, t.dV + i * hd, hd, how);
+        }
+      }
+      if (how == Store::kStream) stream_fence();
+    };
+    for_each_block(s, kQ | kKV | kG, x, g, o, T, C, H, true, gradients);
   }
 }
 
