@@ -58,9 +58,10 @@ TEST(LraCli, ResumeContinuesExactly) {
   EXPECT_THAT(r.output, HasSubstr("--resume"));
   expect_one_line_error(run_kat("lra listops --resume " + (dir / "parts/last") + " --lr 0.1"),
                         "--lr");
-  // A moved run directory goes on where it is now.
+  // A moved run directory goes on where it is now (given with a trailing slash, as a shell
+  // completes it).
   std::filesystem::rename(dir / "parts", dir / "moved");
-  r = run_kat("lra listops --resume " + (dir / "moved/last") + " --threads 2 --progress lines");
+  r = run_kat("lra listops --resume " + (dir / "moved/last/") + " --threads 2 --progress lines");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("resuming at step 3"));
   EXPECT_FALSE(std::filesystem::exists(dir / "parts"));

@@ -73,7 +73,9 @@ nlohmann::json read_trainer_state(const std::string& checkpoint,
     state.at("step").get<int64_t>();
     // The run goes on in the directory that holds the checkpoint, not the one it was saved in:
     // a run directory that was moved or copied continues where it is now.
-    const std::string parent = fs::path(dir).lexically_normal().parent_path().string();
+    fs::path at = fs::path(dir).lexically_normal();
+    if (!at.has_filename()) at = at.parent_path();  // "RUN/last/": the parent of last, not of ""
+    const std::string parent = at.parent_path().string();
     state["run_dir"] = parent.empty() ? "." : parent;
     state["resume_dir"] = dir;
     return state;
