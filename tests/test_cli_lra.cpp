@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "kat/files.h"
 #include "kat/listops.h"
+#include "nlohmann/json.hpp"
 
 namespace kat {
 namespace {
@@ -100,6 +101,34 @@ TEST(LraCli, InitStartsFromACheckpointsWeights) {
   expect_one_line_error(
       run_kat("lra listops --resume " + (dir / "second/last") + " --init " + (dir / "first/last")),
       "--init");
+}
+
+// A length curriculum: a rotary model trained on short generated expressions, then a run on LRA's
+// lengths from its weights (its max_len follows the data: no weight depends on it).
+TEST(LraCli, LengthCurriculumStartsOnShortExpressions) {
+  TempDir dir("cli-lra-lengths");
+  const std::string common =
+      " --train-size 30 --heldout 8 --batch 4 --eval-every 2 --eval-limit 8 --threads 2 "
+      "--progress lines --positions rope";
+  auto r = run_kat("lra listops --steps 2 --min-length 10 --max-length 40 --export " +
+                   (dir / "short") + " --out " + (dir / "first") + common);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("generated ListOps (seed 0, lengths 11-39)"));
+  for (const char* split : {"train", "val", "test"})
+    for (const auto& e : read_listops_tsv(dir / ("short/basic_" + std::string(split) + ".tsv"))) {
+      const auto n = tokenize_listops(e.source, split).size();
+      EXPECT_TRUE(n > 10 && n < 40) << split << ": " << n << " tokens";
+    }
+  const auto state = nlohmann::json::parse(read_text_file(dir / "first/last/trainer_state.json"));
+  EXPECT_EQ(state.at("options").at("max_length"), 40);
+  r = run_kat("lra listops --steps 2 --init " + (dir / "first/last") + " --out " +
+              (dir / "second") + common);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("generated ListOps (seed 0) (up to"));
+  EXPECT_GT(nlohmann::json::parse(read_text_file(dir / "second/config.json")).at("max_len"), 500);
+  expect_one_line_error(run_kat("lra listops --min-length 10 --max-length 11"), "no length");
+  expect_one_line_error(run_kat("lra image --max-length 100"), "generated ListOps");
+  expect_one_line_error(run_kat("lra listops --min-length 10 --data " + (dir / "short")), "--data");
 }
 
 TEST(LraCli, BadInputIsOneClearError) {

@@ -29,6 +29,13 @@ std::string sequence(const SequenceDataset& d, int64_t i) {
   return std::string(d.tokens.begin() + d.offsets[i], d.tokens.begin() + d.offsets[i + 1]);
 }
 
+// load_lra's options for a task's files.
+LraOptions options(const std::string& task, const std::string& data_dir = "", uint64_t seed = 0) {
+  LraOptions o;
+  o.task = task, o.data_dir = data_dir, o.seed = seed;
+  return o;
+}
+
 // ---- CIFAR-10 ----
 
 TEST(Cifar, GrayIsTensorFlowsRgbToGrayscale) {
@@ -81,7 +88,7 @@ TEST(Cifar, BinaryBatchesReadAsGrayscaleSequences) {
     for (int p : {0, 1, 500, 1023}) EXPECT_EQ(train.image(i)[p], cifar_gray(i + 2, p)) << i;
 
   // load_lra: the last tenth of train validates, 1024 tokens, 10 classes.
-  const LraData data = load_lra("image", dir.str(), 0, 0);
+  const LraData data = load_lra(options("image", dir.str()));
   ASSERT_EQ(data.train.size(), 9);
   ASSERT_EQ(data.valid.size(), 1);
   ASSERT_EQ(data.test.size(), 3);
@@ -115,7 +122,7 @@ TEST(Cifar, TruncatedMissingAndBadFilesAreNamed) {
   EXPECT_EQ(load_cifar10_gray(dir.str(), Split::Test).count, 3);
   // Without CIFAR files, the image task still reads IDX files (and says which it looked for).
   TempDir empty("lra-cifar-none");
-  EXPECT_THAT(error_of([&] { load_lra("image", empty.str(), 0, 0); }),
+  EXPECT_THAT(error_of([&] { load_lra(options("image", empty.str())); }),
               HasSubstr("train-images-idx3-ubyte"));
 }
 
@@ -174,7 +181,7 @@ TEST(Imdb, ReviewsBecomeByteSequences) {
     picks.insert(sequence(load_imdb(dir / "aclImdb", seed).valid, 0));
   EXPECT_GT(picks.size(), 2u);
   // Through load_lra and the text config (4 layers, 64 wide).
-  const LraData via = load_lra("text", dir / "aclImdb", 0, 3);
+  const LraData via = load_lra(options("text", dir / "aclImdb", 3));
   EXPECT_EQ(via.train.size() + via.valid.size(), 12);
   const SequenceConfig c = lra_config("text", via);
   EXPECT_EQ(c.depth, 4);
@@ -193,7 +200,7 @@ TEST(Imdb, MissingDataSaysWhatAndWhere) {
   EXPECT_THAT(e, HasSubstr("https://ai.stanford.edu/~amaas/data/sentiment/"));
   e = error_of([&] { load_imdb(dir / "nowhere", 0); });
   EXPECT_THAT(e, HasSubstr(dir / "nowhere" + ": no such directory"));
-  EXPECT_THAT(error_of([&] { load_lra("text", "", 0, 0); }), HasSubstr("needs --data DIR"));
+  EXPECT_THAT(error_of([&] { load_lra(options("text")); }), HasSubstr("needs --data DIR"));
   write_review(dir, "aclImdb/test/neg/5_1.txt", "");
   EXPECT_THAT(error_of([&] { load_imdb(dir / "aclImdb", 0); }), HasSubstr("5_1.txt: empty review"));
 }
@@ -216,7 +223,7 @@ TEST(Aan, PairsJoinTwoTextsWithNul) {
   EXPECT_EQ(train.labels, (std::vector<int32_t>{1, 0}));
   EXPECT_EQ(sequence(train, 0), std::string("paper one\0paper two", 19));
   EXPECT_EQ(sequence(train, 1), std::string(4000, 'L') + std::string(1, '\0') + "short");
-  const LraData data = load_lra("retrieval", dir.str(), 0, 0);
+  const LraData data = load_lra(options("retrieval", dir.str()));
   EXPECT_EQ(data.valid.size(), 1);
   ASSERT_EQ(data.test.size(), 2);
   EXPECT_EQ(data.test.labels, (std::vector<int32_t>{1, 0}));
@@ -248,7 +255,7 @@ TEST(Aan, MalformedLinesNameTheFileAndLine) {
   EXPECT_THAT(e, HasSubstr("missing new_aan_pairs.eval.tsv, new_aan_pairs.test.tsv"));
   EXPECT_THAT(e, HasSubstr("lra_release.gz"));
   EXPECT_THAT(e, HasSubstr("tsv_data"));
-  EXPECT_THAT(error_of([&] { load_lra("retrieval", "", 0, 0); }), HasSubstr("needs --data DIR"));
+  EXPECT_THAT(error_of([&] { load_lra(options("retrieval")); }), HasSubstr("needs --data DIR"));
 }
 
 }  // namespace

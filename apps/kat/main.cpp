@@ -219,6 +219,10 @@ kat downloads nothing.
   --data DIR             task files (see above)
   --train-size N         generated ListOps / Pathfinder training examples   [96000]
   --heldout N            generated validation and test examples (each)      [2000]
+  --min-length N, --max-length N
+                         generated ListOps keep min < length < max   [500, 2000: LRA's]; shorter
+                         expressions make the first stage of a length curriculum: train on
+                         them with --positions rope, then --init a run on LRA's lengths with it
   --export DIR           also write the generated data as LRA's files (with --steps 0: only that)
   --steps N              training steps                                     [2000]
   --batch N              sequences per step                                 [32]
@@ -611,7 +615,7 @@ int cmd_lra(int argc, char** argv) {
       {"mixer",      "window",  "ffn",       "config", "data",       "train-size",   "export",
        "heldout",    "steps",   "batch",     "lr",     "warmup",     "weight-decay", "eval-every",
        "eval-limit", "threads", "seed",      "out",    "stop-after", "log-every",    "progress",
-       "resume",     "pool",    "positions", "init"},
+       "resume",     "pool",    "positions", "init",   "min-length", "max-length"},
       {"overwrite", "end-token"}, "lra");
   LraOptions o;  // what a resumed run may change too: steps, threads, logging, stop
   o.steps = a.integer("steps", a.has("resume") ? 0 : o.steps);  // 0: the run's own
@@ -623,16 +627,17 @@ int cmd_lra(int argc, char** argv) {
         "--log-every must be positive, --threads and --stop-after not negative");
   if (a.has("resume")) {
     for (const char* f :
-         {"mixer",  "window",       "ffn",        "pool",       "positions", "end-token", "init",
-          "config", "data",         "train-size", "export",     "heldout",   "batch",     "lr",
-          "warmup", "weight-decay", "eval-every", "eval-limit", "seed",      "out"})
+         {"mixer", "window", "ffn",        "pool",         "positions",  "end-token",
+          "init",  "config", "data",       "train-size",   "export",     "heldout",
+          "batch", "lr",     "warmup",     "weight-decay", "eval-every", "eval-limit",
+          "seed",  "out",    "min-length", "max-length"})
       check(!a.has(f), "--resume continues a run as it was started; --", f,
             " cannot change it (--steps, --threads, --stop-after, --log-every and --progress can)");
     o = lra_resume_options(a.str("resume"), o);
     check(a.positional.empty() || a.positional == std::vector<std::string>{o.task}, a.str("resume"),
           " is a ", o.task, " run");
     set_num_threads(o.threads);
-    const LraData data = load_lra(o.task, o.data_dir, o.train_size, o.seed, "", o.heldout);
+    const LraData data = load_lra(o);
     return report_lra(train_lra(SequenceConfig{}, data, o, std::cerr));
   }
   check(
@@ -642,6 +647,12 @@ int cmd_lra(int argc, char** argv) {
   o.data_dir = a.str("data");
   o.train_size = a.integer("train-size", o.train_size);
   o.heldout = a.integer("heldout", o.heldout);
+  o.min_length = static_cast<int>(a.integer("min-length", o.min_length));
+  o.max_length = static_cast<int>(a.integer("max-length", o.max_length));
+  check(o.task == "listops" || !(a.has("min-length") || a.has("max-length")),
+        "--min-length and --max-length are for generated ListOps");
+  check(o.data_dir.empty() || !(a.has("min-length") || a.has("max-length")),
+        "--min-length and --max-length generate ListOps; --data reads its files as they are");
   o.batch = global_batch(a, o.batch);
   o.lr = static_cast<float>(a.real("lr", o.lr));
   o.warmup = a.integer("warmup", o.warmup);
@@ -653,8 +664,7 @@ int cmd_lra(int argc, char** argv) {
   o.overwrite = a.has("overwrite");
   check(o.batch > 0, "--batch must be positive");
   set_num_threads(o.threads);
-  const LraData data =
-      load_lra(o.task, o.data_dir, o.train_size, o.seed, a.str("export"), o.heldout);
+  const LraData data = load_lra(o, a.str("export"));
   if (a.has("export") && o.steps == 0) {  // --steps 0: the files alone
     std::cout << "wrote the " << o.task << " splits to " << a.str("export") << "\n";
     return 0;
@@ -677,6 +687,12 @@ int cmd_lra(int argc, char** argv) {
   if (a.has("pool")) c.global_pool = a.str("pool");
   if (a.has("positions")) c.positions = a.str("positions");
   if (a.has("end-token")) c.end_token = true;
+  // A checkpoint without learned positions takes longer sequences than it was trained on (the
+  // second stage of a length curriculum): its max_len bounds no weight.
+  if (!o.init.empty() && !a.has("config") && c.positions == "rope")
+    c.max_len = std::max(
+        c.max_len, static_cast<int>(std::max({data.train.max_length(), data.valid.max_length(),
+                                              data.test.max_length()})));
   c.architecture =
       std::string(c.ffn == Ffn::Kan ? "kat" : "vit") + "_lra_" + o.task + "_" + mixer_name(c.mixer);
   validate(c);

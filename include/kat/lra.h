@@ -27,26 +27,16 @@ struct LraData {
 };
 
 std::vector<std::string> lra_task_names();  // listops, text, retrieval, image, pathfinder
-// listops: DIR/basic_{train,val,test}.tsv when data_dir is given (LRA's files), else generated
-// with the seed (train_size / heldout / heldout examples, deduplicated across splits) and, when
-// export_dir is given, written there under the same names.
-// text: IMDb reviews from the aclImdb directory data_dir (required), bytes cut to 1000; a seeded
-// tenth of train is the validation set (kat/lra_files.h).
-// retrieval: AAN pairs from LRA's new_aan_pairs.{train,eval,test}.tsv in data_dir (required).
-// image: CIFAR-10 as grayscale pixels (1024 tokens) when data_dir holds its binary files, else
-// sequential Fashion-MNIST (784 pixel tokens) from data_dir or the Debian package; the last tenth
-// of the training images is the validation set.
-// pathfinder: LRA's files from one difficulty directory data_dir (split 80/10/10 in file order),
-// else generated with the seed (train_size / heldout / heldout images) and, when export_dir is
-// given, written there in LRA's layout (kat/pathfinder.h).
-LraData load_lra(const std::string& task, const std::string& data_dir, int64_t train_size,
-                 uint64_t seed, const std::string& export_dir = "", int64_t heldout = 2000);
+
 // The configuration LRA's task calls for, scaled to this CPU (docs/lra.md), for the data.
 SequenceConfig lra_config(const std::string& task, const LraData& data);
 
 struct LraOptions {
   std::string task = "listops", data_dir;
   int64_t train_size = 96000, heldout = 2000;  // generated ListOps / Pathfinder: train, valid, test
+  // Generated ListOps keep the expressions of min_length < length < max_length (LRA: 500, 2000);
+  // shorter ones are a curriculum's first stage (docs/lra.md).
+  int min_length = 500, max_length = 2000;
   int64_t steps = 2000;
   int batch = 32;
   float lr = 1e-3f, min_lr = 1e-5f, weight_decay = 0.05f, clip = 1.0f;
@@ -61,6 +51,21 @@ struct LraOptions {
   // and schedule), e.g. to train a model further with rotary positions added.
   std::string init;
 };
+
+// The splits of o.task. listops: DIR/basic_{train,val,test}.tsv when o.data_dir is given (LRA's
+// files), else generated with the seed (train_size / heldout / heldout examples of min_length <
+// length < max_length, deduplicated across splits) and, when export_dir is given, written there
+// under the same names.
+// text: IMDb reviews from the aclImdb directory data_dir (required), bytes cut to 1000; a seeded
+// tenth of train is the validation set (kat/lra_files.h).
+// retrieval: AAN pairs from LRA's new_aan_pairs.{train,eval,test}.tsv in data_dir (required).
+// image: CIFAR-10 as grayscale pixels (1024 tokens) when data_dir holds its binary files, else
+// sequential Fashion-MNIST (784 pixel tokens) from data_dir or the Debian package; the last tenth
+// of the training images is the validation set.
+// pathfinder: LRA's files from one difficulty directory data_dir (split 80/10/10 in file order),
+// else generated with the seed (train_size / heldout / heldout images) and, when export_dir is
+// given, written there in LRA's layout (kat/pathfinder.h).
+LraData load_lra(const LraOptions& o, const std::string& export_dir = "");
 
 // --resume CKPT: the options the run was started with (task, data, seed, schedule, run directory)
 // from CKPT/trainer_state.json; `given` keeps threads, progress, logging and --stop-after, and its

@@ -606,8 +606,14 @@ void sequence_sections(Page& page, LoadedModel& m, const json& state, const Repo
   try {
     check(!task.empty(), "neither trainer_state.json nor the architecture name the LRA task");
     const std::string dir = ro.data_dir.empty() ? opt.value("data_dir", "") : ro.data_dir;
-    data = load_lra(task, dir, opt.value("train_size", int64_t{96000}),
-                    opt.value("seed", uint64_t{0}), "", opt.value("heldout", int64_t{2000}));
+    LraOptions o;
+    o.task = task, o.data_dir = dir;
+    o.train_size = opt.value("train_size", o.train_size),
+    o.heldout = opt.value("heldout", o.heldout);
+    o.min_length = opt.value("min_length", o.min_length);
+    o.max_length = opt.value("max_length", o.max_length);
+    o.seed = opt.value("seed", o.seed);
+    data = load_lra(o);
     check(data.test.size() > 0, data.test.source, ": the test split is empty");
   } catch (const Error& e) {
     page.note("No test predictions: the test data could not be read (" + xml_escape(e.what()) +

@@ -112,8 +112,10 @@ std::vector<std::string> lra_task_names() {
   return {"listops", "text", "retrieval", "image", "pathfinder"};
 }
 
-LraData load_lra(const std::string& task, const std::string& data_dir, int64_t train_size,
-                 uint64_t seed, const std::string& export_dir, int64_t heldout) {
+LraData load_lra(const LraOptions& o, const std::string& export_dir) {
+  const std::string &task = o.task, &data_dir = o.data_dir;
+  const int64_t train_size = o.train_size, heldout = o.heldout;
+  const uint64_t seed = o.seed;
   LraData data;
   if (task == "listops") {
     if (!data_dir.empty()) {
@@ -126,20 +128,29 @@ LraData load_lra(const std::string& task, const std::string& data_dir, int64_t t
       return data;
     }
     check(train_size > 0 && heldout > 0, "--train-size and --heldout must be positive");
-    const auto train = generate_listops(train_size, Rng::derive(seed, kListOpsTrain).next_u64());
+    check(0 <= o.min_length && o.min_length + 1 < o.max_length, "--min-length ", o.min_length,
+          " and --max-length ", o.max_length, " leave no length between them");
+    ListOpsRules rules;
+    rules.min_length = o.min_length, rules.max_length = o.max_length;
+    const auto train =
+        generate_listops(train_size, Rng::derive(seed, kListOpsTrain).next_u64(), rules);
     const auto valid =
-        generate_listops(heldout, Rng::derive(seed, kListOpsValid).next_u64(), {}, train);
+        generate_listops(heldout, Rng::derive(seed, kListOpsValid).next_u64(), rules, train);
     std::vector<ListOpsExample> seen = train;
     seen.insert(seen.end(), valid.begin(), valid.end());
     const auto test =
-        generate_listops(heldout, Rng::derive(seed, kListOpsTest).next_u64(), {}, seen);
+        generate_listops(heldout, Rng::derive(seed, kListOpsTest).next_u64(), rules, seen);
     if (!export_dir.empty()) {
       std::filesystem::create_directories(export_dir);
       write_listops_tsv(export_dir + "/basic_train.tsv", train);
       write_listops_tsv(export_dir + "/basic_val.tsv", valid);
       write_listops_tsv(export_dir + "/basic_test.tsv", test);
     }
-    data.train = from_listops(train, "generated ListOps (seed " + std::to_string(seed) + ")");
+    std::string source = "generated ListOps (seed " + std::to_string(seed);
+    if (o.min_length != ListOpsRules{}.min_length || o.max_length != ListOpsRules{}.max_length)
+      source +=
+          ", lengths " + std::to_string(o.min_length + 1) + "-" + std::to_string(o.max_length - 1);
+    data.train = from_listops(train, source + ")");
     data.valid = from_listops(valid, data.train.source);
     data.test = from_listops(test, data.train.source);
     return data;
@@ -262,6 +273,8 @@ json options_json(const LraOptions& o) {
           {"data_dir", o.data_dir},
           {"train_size", o.train_size},
           {"heldout", o.heldout},
+          {"min_length", o.min_length},
+          {"max_length", o.max_length},
           {"steps", o.steps},
           {"batch", o.batch},
           {"lr", o.lr},
@@ -284,6 +297,8 @@ LraOptions lra_resume_options(const std::string& checkpoint, const LraOptions& g
     o.data_dir = j.at("data_dir").get<std::string>();
     o.train_size = j.at("train_size").get<int64_t>();
     o.heldout = j.at("heldout").get<int64_t>();
+    o.min_length = j.value("min_length", o.min_length);  // runs from before the option: LRA's
+    o.max_length = j.value("max_length", o.max_length);
     o.steps = given.steps > 0 ? given.steps : j.at("steps").get<int64_t>();
     o.batch = j.at("batch").get<int>();
     o.lr = j.at("lr").get<float>();
