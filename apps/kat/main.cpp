@@ -649,9 +649,9 @@ int cmd_lra(int argc, char** argv) {
   o.heldout = a.integer("heldout", o.heldout);
   o.min_length = static_cast<int>(a.integer("min-length", o.min_length));
   o.max_length = static_cast<int>(a.integer("max-length", o.max_length));
-  check(o.task == "listops" || !(a.has("min-length") || a.has("max-length")),
-        "--min-length and --max-length are for generated ListOps");
-  check(o.data_dir.empty() || !(a.has("min-length") || a.has("max-length")),
+  const bool lengths = a.has("min-length") || a.has("max-length");
+  check(o.task == "listops" || !lengths, "--min-length and --max-length are for generated ListOps");
+  check(o.data_dir.empty() || !lengths,
         "--min-length and --max-length generate ListOps; --data reads its files as they are");
   o.batch = global_batch(a, o.batch);
   o.lr = static_cast<float>(a.real("lr", o.lr));
@@ -690,9 +690,7 @@ int cmd_lra(int argc, char** argv) {
   // A checkpoint without learned positions takes longer sequences than it was trained on (the
   // second stage of a length curriculum): its max_len bounds no weight.
   if (!o.init.empty() && !a.has("config") && c.positions == "rope")
-    c.max_len = std::max(
-        c.max_len, static_cast<int>(std::max({data.train.max_length(), data.valid.max_length(),
-                                              data.test.max_length()})));
+    c.max_len = std::max(c.max_len, static_cast<int>(data.max_length()));
   c.architecture =
       std::string(c.ffn == Ffn::Kan ? "kat" : "vit") + "_lra_" + o.task + "_" + mixer_name(c.mixer);
   validate(c);

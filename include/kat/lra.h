@@ -24,6 +24,7 @@ struct SequenceDataset {
 
 struct LraData {
   SequenceDataset train, valid, test;
+  int64_t max_length() const;  // the longest sequence of the three splits
 };
 
 std::vector<std::string> lra_task_names();  // listops, text, retrieval, image, pathfinder

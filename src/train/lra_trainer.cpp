@@ -108,6 +108,10 @@ int64_t SequenceDataset::max_length() const {
   return m;
 }
 
+int64_t LraData::max_length() const {
+  return std::max({train.max_length(), valid.max_length(), test.max_length()});
+}
+
 std::vector<std::string> lra_task_names() {
   return {"listops", "text", "retrieval", "image", "pathfinder"};
 }
@@ -214,8 +218,7 @@ SequenceConfig lra_config(const std::string& task, const LraData& data) {
   SequenceConfig c;
   c.architecture = "kat_lra_" + task;
   c.vocab_size = data.train.vocab_size, c.num_classes = data.train.num_classes;
-  c.max_len = static_cast<int>(
-      std::max({data.train.max_length(), data.valid.max_length(), data.test.max_length()}));
+  c.max_len = static_cast<int>(data.max_length());
   if (task == "image" || task == "pathfinder") {
     // LRA: 1 layer, 32 wide (image: 1 head, pathfinder: 2); 2 heads for both here.
     c.embed_dim = 32, c.depth = 1, c.num_heads = 2, c.hidden = 64;
