@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "cli.h"
 #include "gradcheck.h"
 #include "heap_count.h"
 #include "kat/error.h"
@@ -159,6 +160,16 @@ TEST(Lm, BadConfigsAndInputsAreErrors) {
   c = tiny_lm(Ffn::Kan, Positions::Rope, true);
   c.vocab_size = 300;
   EXPECT_THROW(CausalLM{c}, Error);
+  c = tiny_lm(Ffn::Kan, Positions::Rope, true);
+  c.num_heads = c.embed_dim;  // heads of one channel: nothing to rotate in pairs
+  EXPECT_NE(testing::error_of([&] { CausalLM{c}; }).find("even head size, not 1"),
+            std::string::npos);
+  c = tiny_lm(Ffn::Kan, Positions::Rope, true);
+  c.rope_theta = -1;
+  EXPECT_NE(testing::error_of([&] { CausalLM{c}; }).find("rope_theta must be positive"),
+            std::string::npos);
+  c.positions = Positions::Learned;  // theta is not used without rotary positions
+  EXPECT_NO_THROW(CausalLM{c});
   const std::string good = lm_config_to_json(tiny_lm(Ffn::Kan, Positions::Rope, true));
   std::string typo = good;
   typo.replace(typo.find("n_layer"), 7, "n_layers");

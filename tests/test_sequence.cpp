@@ -137,6 +137,13 @@ TEST(Sequence, BadInputIsAnError) {
   SequenceConfig c = tiny_seq(Ffn::Kan, Mixer::Local);
   c.window = 0;
   EXPECT_THROW(SequenceClassifier{c}, Error);
+  c = tiny_seq(Ffn::Kan, Mixer::Softmax);
+  c.positions = "rope", c.num_heads = 16;  // heads of one channel: nothing to rotate in pairs
+  EXPECT_NE(testing::error_of([&] { SequenceClassifier{c}; }).find("even head size, not 1"),
+            std::string::npos);
+  c.num_heads = 2, c.rope_theta = 0;
+  EXPECT_NE(testing::error_of([&] { SequenceClassifier{c}; }).find("rope_theta must be positive"),
+            std::string::npos);
   EXPECT_THROW(sequence_config_from_json("{\"model_type\": \"kat-seq\", \"depht\": 2}", "x.json"),
                Error);
 }

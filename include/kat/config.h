@@ -60,6 +60,8 @@ struct ModelConfig {
 void validate(const ModelConfig& c);
 // The local mixer needs a window > 0, no window is negative; the error names the architecture.
 void validate_mixer(Mixer m, int window, const std::string& architecture);
+// Rotary positions turn pairs of head channels: the head size must be even, theta positive.
+void validate_rotary(int64_t head_dim, double rope_theta, const std::string& architecture);
 
 // Names: kat_{tiny,small,base}_patch16_224 (and the _swish_ / _gelu_ aliases), vit_{tiny,small,
 // base}_patch16_224, and kat_fmnist / vit_fmnist (the small 28x28 default).

@@ -70,6 +70,11 @@ void validate_mixer(Mixer m, int window, const std::string& arch) {
     check(window > 0, arch, ": the local mixer needs a window > 0 (kat.window)");
 }
 
+void validate_rotary(int64_t head_dim, double rope_theta, const std::string& arch) {
+  check(head_dim % 2 == 0, arch, ": rotary positions need an even head size, not ", head_dim);
+  check(rope_theta > 0, arch, ": rope_theta must be positive, not ", rope_theta);
+}
+
 void validate(const ModelConfig& c) {
   const std::string& a = c.architecture;
   check(c.img_size > 0 && c.patch_size > 0 && c.in_chans > 0 && c.embed_dim > 0 && c.depth > 0 &&

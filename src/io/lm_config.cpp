@@ -20,9 +20,7 @@ void validate(const LmConfig& c) {
         ": sizes must be positive");
   check(c.embed_dim % c.num_heads == 0, a, ": n_embd ", c.embed_dim, " is not divisible by n_head ",
         c.num_heads);
-  if (c.positions == Positions::Rope)
-    check(c.head_dim() % 2 == 0, a, ": RoPE needs an even head size, not ", c.head_dim());
-  check(c.rope_theta > 0, a, ": rope_theta must be positive");
+  if (c.positions == Positions::Rope) validate_rotary(c.head_dim(), c.rope_theta, a);
   validate_mixer(c.mixer, c.window, a);
   if (c.ffn == Ffn::Kan) {
     check(c.rational_groups > 0 && c.embed_dim % c.rational_groups == 0 &&

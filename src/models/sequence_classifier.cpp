@@ -49,11 +49,7 @@ void validate(const SequenceConfig& c) {
         ": global_pool must be \"avg\" or \"token\", not \"", c.global_pool, "\"");
   check(c.positions == "learned" || c.positions == "rope" || c.positions == "learned+rope", a,
         ": positions must be \"learned\", \"rope\" or \"learned+rope\", not \"", c.positions, "\"");
-  if (c.rotary()) {
-    check((c.embed_dim / c.num_heads) % 2 == 0, a,
-          ": rotary positions need an even head size, not ", c.embed_dim / c.num_heads);
-    check(c.rope_theta > 0, a, ": rope_theta must be positive");
-  }
+  if (c.rotary()) validate_rotary(c.embed_dim / c.num_heads, c.rope_theta, a);
 }
 
 bool is_sequence_config_json(const std::string& text) {
