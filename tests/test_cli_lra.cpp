@@ -135,6 +135,8 @@ TEST(LraCli, BadInputIsOneClearError) {
   TempDir dir("cli-lra-bad");
   expect_one_line_error(run_kat("lra pathx"), "pathx");
   expect_one_line_error(run_kat("lra listops --data " + (dir / "none")), "basic_train.tsv");
+  // Options are checked before the data is read.
+  expect_one_line_error(run_kat("lra listops --steps 0 --data " + (dir / "none")), "--export");
   expect_one_line_error(run_kat("lra listops --train-size 8 --heldout 4 --mixer local"), "window");
   write_file_atomic(dir / "basic_train.tsv", "Source\tTarget\n[MAX 1 2 ]\t2\n[MIN 3 ]\tx\n");
   expect_one_line_error(run_kat("lra listops --data " + dir.str()), "basic_train.tsv:3");
