@@ -662,9 +662,8 @@ int cmd_lra(int argc, char** argv) {
   o.seed = static_cast<uint64_t>(a.integer("seed", 0));
   o.out_dir = a.str("out");
   o.overwrite = a.has("overwrite");
-  // Before the data, which can take a minute to load or generate.
-  check(o.batch > 0 && o.lr > 0 && o.eval_every > 0 && (o.steps > 0 || a.has("export")),
-        "--steps, --batch, --lr and --eval-every must be positive (--steps 0 only with --export)");
+  // Before the data, which can take a minute to load or generate (--steps 0 --export: only that).
+  if (o.steps != 0 || !a.has("export")) validate(o);
   set_num_threads(o.threads);
   const LraData data = load_lra(o, a.str("export"));
   if (a.has("export") && o.steps == 0) {  // --steps 0: the files alone

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "kat/listops.h"
 #include "kat/sequence.h"
 
 namespace kat {
@@ -35,9 +36,9 @@ SequenceConfig lra_config(const std::string& task, const LraData& data);
 struct LraOptions {
   std::string task = "listops", data_dir;
   int64_t train_size = 96000, heldout = 2000;  // generated ListOps / Pathfinder: train, valid, test
-  // Generated ListOps keep the expressions of min_length < length < max_length (LRA: 500, 2000);
+  // Generated ListOps keep the expressions of min_length < length < max_length (LRA's: 500, 2000);
   // shorter ones are a curriculum's first stage (docs/lra.md).
-  int min_length = 500, max_length = 2000;
+  int min_length = ListOpsRules{}.min_length, max_length = ListOpsRules{}.max_length;
   int64_t steps = 2000;
   int batch = 32;
   float lr = 1e-3f, min_lr = 1e-5f, weight_decay = 0.05f, clip = 1.0f;
@@ -52,6 +53,8 @@ struct LraOptions {
   // and schedule), e.g. to train a model further with rotary positions added.
   std::string init;
 };
+// Steps, batch, learning rate and evaluation interval are positive (train_lra checks it too).
+void validate(const LraOptions& o);
 
 // The splits of o.task. listops: DIR/basic_{train,val,test}.tsv when o.data_dir is given (LRA's
 // files), else generated with the seed (train_size / heldout / heldout examples of min_length <

@@ -71,8 +71,9 @@ int64_t grow(std::string& out, int depth, const ListOpsRules& rules, Rng& rng, i
 std::vector<ListOpsExample> generate_listops(int64_t count, uint64_t seed,
                                              const ListOpsRules& rules,
                                              const std::vector<ListOpsExample>& exclude) {
-  check(rules.max_args >= 2 && rules.max_depth >= 1 && rules.min_length < rules.max_length,
-        "ListOps: impossible rules");
+  check(rules.max_args >= 2 && rules.max_depth >= 1, "ListOps: impossible rules");
+  check(rules.min_length >= 0 && rules.min_length + 1 < rules.max_length, "ListOps: min_length ",
+        rules.min_length, " and max_length ", rules.max_length, " leave no length between them");
   std::unordered_set<std::string> seen;
   for (const auto& e : exclude) seen.insert(e.source);
   std::vector<ListOpsExample> out;

@@ -132,8 +132,6 @@ LraData load_lra(const LraOptions& o, const std::string& export_dir) {
       return data;
     }
     check(train_size > 0 && heldout > 0, "--train-size and --heldout must be positive");
-    check(0 <= o.min_length && o.min_length + 1 < o.max_length, "--min-length ", o.min_length,
-          " and --max-length ", o.max_length, " leave no length between them");
     ListOpsRules rules;
     rules.min_length = o.min_length, rules.max_length = o.max_length;
     const auto train =
@@ -151,7 +149,7 @@ LraData load_lra(const LraOptions& o, const std::string& export_dir) {
       write_listops_tsv(export_dir + "/basic_test.tsv", test);
     }
     std::string source = "generated ListOps (seed " + std::to_string(seed);
-    if (o.min_length != ListOpsRules{}.min_length || o.max_length != ListOpsRules{}.max_length)
+    if (o.min_length != LraOptions{}.min_length || o.max_length != LraOptions{}.max_length)
       source +=
           ", lengths " + std::to_string(o.min_length + 1) + "-" + std::to_string(o.max_length - 1);
     data.train = from_listops(train, source + ")");
@@ -319,10 +317,15 @@ LraOptions lra_resume_options(const std::string& checkpoint, const LraOptions& g
   return o;
 }
 
+void validate(const LraOptions& o) {
+  check(o.steps > 0 && o.batch > 0 && o.lr > 0 && o.eval_every > 0,
+        "--steps, --batch, --lr and --eval-every must be positive (--steps 0 goes only with "
+        "--export)");
+}
+
 LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const LraOptions& o,
                     std::ostream& log) {
-  check(o.steps > 0 && o.batch > 0 && o.lr > 0 && o.eval_every > 0,
-        "--steps, --batch, --lr and --eval-every must be positive");
+  validate(o);
   set_num_threads(o.threads);
   std::unique_ptr<SequenceClassifier> loaded;
   if (!o.resume.empty()) loaded = load_sequence_model(o.resume);
