@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "cli.h"
+#include "kat/files.h"
 
 namespace kat {
 namespace {
@@ -31,6 +32,39 @@ TEST(LraTasksCli, PathfinderRunsOnGeneratedImagesAndItsExport) {
   r = run_kat("lra pathfinder --data " + (dir / "lra") + " --out " + (dir / "read") + common);
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("on 45 sequences of " + (dir / "lra")));  // 80% of 56
+}
+
+// An easier Pathfinder for a curriculum's first stage: the run states the rules, and a resumed run
+// generates the same images (its start line names them again).
+TEST(LraTasksCli, PathfinderDifficultyIsAnOptionThatResumeKeeps) {
+  TempDir dir("cli-lra-pathfinder-rules");
+  const std::string common =
+      " --batch 4 --eval-every 2 --eval-limit 8 --threads 2 --progress lines --train-size 40 "
+      "--heldout 8";
+  auto r = run_kat("lra pathfinder --contour-dashes 2 --distractors 0 --steps 2 --stop-after 1" +
+                   common + " --out " + (dir / "easy"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  const std::string source = "generated Pathfinder (seed 0, contours of 2 dashes, 0 distractors)";
+  EXPECT_THAT(r.output, HasSubstr(source));
+  r = run_kat("lra --resume " + (dir / "easy/last") + " --threads 2 --progress lines");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr(source));
+  // Rotary positions by row and column: the images' width, and RoPE-ViT's base unless given.
+  r = run_kat("lra pathfinder --positions rope2d --steps 1" + common + " --out " + (dir / "2d"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  const std::string config = read_text_file(dir / "2d/config.json");
+  EXPECT_THAT(config, HasSubstr("\"grid_width\": 32"));
+  EXPECT_THAT(config, HasSubstr("\"rope_theta\": 100.0"));
+  expect_one_line_error(
+      run_kat("lra listops --positions rope2d --steps 1 --train-size 8 --heldout 4"),
+      "image tasks");
+  expect_one_line_error(run_kat("lra listops --distractors 1"), "generated Pathfinder");
+  expect_one_line_error(run_kat("lra pathfinder --data " + dir.str() + " --contour-dashes 3"),
+                        "--data reads its files as they are");
+  expect_one_line_error(run_kat("lra pathfinder --contour-dashes 1"), "at least 2");
+  expect_one_line_error(run_kat("lra pathfinder --distractors -1"), "not negative");
+  expect_one_line_error(run_kat("lra --resume " + (dir / "easy/last") + " --distractors 0"),
+                        "--resume continues a run as it was started");
 }
 
 TEST(LraTasksCli, TasksWithoutDataSayWhereItComesFrom) {

@@ -50,6 +50,46 @@ TEST(Rope, MatchesReferenceAndInverts) {
   for (size_t i = 0; i < y.size(); i++) ASSERT_NEAR(y[i], x[i], 1e-5) << i;
 }
 
+// Axial 2D tables: the angles against their formula (the class token's row just before the first
+// pixel), and what they are for: q.k of two rotated tokens depends only on their offset on the
+// grid (dy, dx), wherever the pair sits, and a row down is not a step right.
+TEST(Rope, AxialTablesSeeTwoDimensionalOffsets) {
+  const int64_t W = 5, first = 1, n = first + 4 * W, hd = 8, half = hd / 2;
+  const double theta = 100.0;
+  std::vector<float> cos(n * half), sin(n * half);
+  rope_tables_2d(cos.data(), sin.data(), n, hd, theta, W, first);
+  for (int64_t r = 0; r < n; r++) {
+    const int64_t t = r - first, y = t < 0 ? -1 : t / W, x = t < 0 ? W - 1 : t % W;
+    for (int64_t i = 0; i < half; i++) {
+      const double angle = static_cast<double>(i < 2 ? y : x) * std::pow(theta, -(i % 2) / 2.0);
+      ASSERT_NEAR(cos[r * half + i], std::cos(angle), 1e-6) << r << " " << i;
+      ASSERT_NEAR(sin[r * half + i], std::sin(angle), 1e-6) << r << " " << i;
+    }
+  }
+  // One head (C = hd); a row of qkv holds q, k, v. dot(a, b): q of token a with k of token b.
+  const auto q = randn(hd, 2), k = randn(hd, 3);
+  auto dot = [&](int64_t y1, int64_t x1, int64_t y2, int64_t x2) {
+    std::vector<float> qkv(2 * 3 * hd, 0.0f);
+    std::copy(q.begin(), q.end(), qkv.begin());
+    std::copy(k.begin(), k.end(), qkv.begin() + 3 * hd + hd);
+    std::vector<float> one(3 * hd);
+    for (int token = 0; token < 2; token++) {  // rotate each by its own table row
+      std::copy(qkv.begin() + token * 3 * hd, qkv.begin() + (token + 1) * 3 * hd, one.begin());
+      const int64_t r = first + (token == 0 ? y1 * W + x1 : y2 * W + x2);
+      rope_rotate(one.data(), cos.data(), sin.data(), 1, 1, hd, 1, r, false);
+      std::copy(one.begin(), one.end(), qkv.begin() + token * 3 * hd);
+    }
+    double s = 0;
+    for (int64_t i = 0; i < hd; i++) s += double{qkv[i]} * qkv[3 * hd + hd + i];
+    return s;
+  };
+  EXPECT_NEAR(dot(0, 1, 1, 1), dot(2, 3, 3, 3), 1e-5);            // a row down, anywhere
+  EXPECT_NEAR(dot(0, 0, 1, 2), dot(2, 2, 3, 4), 1e-5);            // (1, 2)
+  EXPECT_GT(std::fabs(dot(0, 0, 1, 0) - dot(0, 0, 0, 1)), 1e-3);  // down is not right
+  // The next pixel in raster order across a row end is (1, -4) away, not a step right as in 1D.
+  EXPECT_GT(std::fabs(dot(0, 4, 1, 0) - dot(0, 0, 0, 1)), 1e-3);
+}
+
 void check_lm_gradients(const LmConfig& c) {
   CausalLM m(c);
   m.init(3);

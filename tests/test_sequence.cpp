@@ -61,6 +61,28 @@ TEST(SequenceGradients, KanSoftmaxRotary) {
   c.num_heads = 2, c.positions = "alibi";
   EXPECT_THROW(SequenceClassifier{c}, Error);
 }
+// Rotary positions by row and column of a 3-wide grid (9 tokens: a 3 x 3 image), with mean pooling
+// and with a class token (which sits just before the first pixel).
+TEST(SequenceGradients, KanSoftmaxRotary2d) {
+  SequenceConfig c = tiny_seq(Ffn::Kan, Mixer::Softmax);
+  c.embed_dim = 16, c.num_heads = 2, c.positions = "rope2d", c.grid_width = 3;  // head size 8
+  check_sequence_gradients(c);
+  EXPECT_LT(SequenceClassifier(c).params().find("pos_embed"), 0);
+  const SequenceConfig back = sequence_config_from_json(sequence_config_to_json(c), "t");
+  EXPECT_EQ(back.positions, "rope2d");
+  EXPECT_EQ(back.grid_width, 3);
+  c.positions = "learned+rope2d", c.global_pool = "token";
+  check_sequence_gradients(c);
+  EXPECT_GE(SequenceClassifier(c).params().find("pos_embed"), 0);
+  c.num_heads = 4;  // head size 4: one pair per axis
+  check_sequence_gradients(c);
+  c.num_heads = 8;  // head size 2: no pair for one of the axes
+  EXPECT_NE(testing::error_of([&] { SequenceClassifier{c}; }).find("multiple of 4"),
+            std::string::npos);
+  c.num_heads = 2, c.grid_width = 0;
+  EXPECT_NE(testing::error_of([&] { SequenceClassifier{c}; }).find("needs grid_width"),
+            std::string::npos);
+}
 // An end token after the last token (no pos_embed row of its own): with mean pooling it is one of
 // the rows averaged, with a class token and rope it is what the class token finds the end by.
 TEST(SequenceGradients, KanSoftmaxEndToken) {

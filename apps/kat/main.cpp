@@ -209,7 +209,10 @@ kat downloads nothing.
   --ffn kan|mlp          GR-KAN or GELU MLP feed-forward                    [kan]
   --pool avg|token       mean of the tokens or a class token (timm's global_pool)  [avg]
   --positions P          learned (pos_embed), rope (rotary q and k in every block: relative
-                         offsets) or learned+rope                           [learned]
+                         offsets), learned+rope, or for image and pathfinder rope2d or
+                         learned+rope2d (rotary by the pixel's row and column: attention sees
+                         2D offsets)                                        [learned]
+  --rope-theta X         rotary base                         [10000; rope2d: 100]
   --end-token            a learned end token after the last token (LRA codes' <eos>): with
                          rope, attention sees offsets from the end of the sequence
   --init CKPT            start from the weights of a kat lra checkpoint (its config, then the
@@ -223,6 +226,10 @@ kat downloads nothing.
                          generated ListOps keep min < length < max   [500, 2000: LRA's]; shorter
                          expressions make the first stage of a length curriculum: train on
                          them with --positions rope, then --init a run on LRA's lengths with it
+  --contour-dashes N     generated Pathfinder: dashes of each marked contour  [6]
+  --distractors N        generated Pathfinder: unmarked contours (4 dashes)    [2]; short
+                         contours without distractors are an easier first stage: --init a run on
+                         the default images with it
   --export DIR           also write the generated data as LRA's files (with --steps 0: only that)
   --steps N              training steps                                     [2000]
   --batch N              sequences per step                                 [32]
@@ -612,10 +619,11 @@ int report_lra(const LraResult& r) {
 int cmd_lra(int argc, char** argv) {
   const Args a = parse(
       argc, argv, 2,
-      {"mixer",      "window",  "ffn",       "config", "data",       "train-size",   "export",
-       "heldout",    "steps",   "batch",     "lr",     "warmup",     "weight-decay", "eval-every",
-       "eval-limit", "threads", "seed",      "out",    "stop-after", "log-every",    "progress",
-       "resume",     "pool",    "positions", "init",   "min-length", "max-length"},
+      {"mixer",        "window",     "ffn",        "config",         "data",        "train-size",
+       "export",       "heldout",    "steps",      "batch",          "lr",          "warmup",
+       "weight-decay", "eval-every", "eval-limit", "threads",        "seed",        "out",
+       "stop-after",   "log-every",  "progress",   "resume",         "pool",        "positions",
+       "init",         "min-length", "max-length", "contour-dashes", "distractors", "rope-theta"},
       {"overwrite", "end-token"}, "lra");
   LraOptions o;  // what a resumed run may change too: steps, threads, logging, stop
   o.steps = a.integer("steps", a.has("resume") ? 0 : o.steps);  // 0: the run's own
@@ -627,10 +635,11 @@ int cmd_lra(int argc, char** argv) {
         "--log-every must be positive, --threads and --stop-after not negative");
   if (a.has("resume")) {
     for (const char* f :
-         {"mixer", "window", "ffn",        "pool",         "positions",  "end-token",
-          "init",  "config", "data",       "train-size",   "export",     "heldout",
-          "batch", "lr",     "warmup",     "weight-decay", "eval-every", "eval-limit",
-          "seed",  "out",    "min-length", "max-length"})
+         {"mixer",     "window", "ffn",        "pool",         "positions",      "end-token",
+          "init",      "config", "data",       "train-size",   "export",         "heldout",
+          "batch",     "lr",     "warmup",     "weight-decay", "eval-every",     "eval-limit",
+          "seed",      "out",    "min-length", "max-length",   "contour-dashes", "distractors",
+          "rope-theta"})
       check(!a.has(f), "--resume continues a run as it was started; --", f,
             " cannot change it (--steps, --threads, --stop-after, --log-every and --progress can)");
     o = lra_resume_options(a.str("resume"), o);
@@ -653,6 +662,14 @@ int cmd_lra(int argc, char** argv) {
   check(o.task == "listops" || !lengths, "--min-length and --max-length are for generated ListOps");
   check(o.data_dir.empty() || !lengths,
         "--min-length and --max-length generate ListOps; --data reads its files as they are");
+  o.contour_dashes = static_cast<int>(a.integer("contour-dashes", o.contour_dashes));
+  o.distractors = static_cast<int>(a.integer("distractors", o.distractors));
+  const bool contours = a.has("contour-dashes") || a.has("distractors");
+  check(o.task == "pathfinder" || !contours,
+        "--contour-dashes and --distractors are for generated Pathfinder");
+  check(
+      o.data_dir.empty() || !contours,
+      "--contour-dashes and --distractors generate Pathfinder; --data reads its files as they are");
   o.batch = global_batch(a, o.batch);
   o.lr = static_cast<float>(a.real("lr", o.lr));
   o.warmup = a.integer("warmup", o.warmup);
@@ -686,7 +703,19 @@ int cmd_lra(int argc, char** argv) {
     c.ffn = f == "kan" ? Ffn::Kan : Ffn::Mlp;
   }
   if (a.has("pool")) c.global_pool = a.str("pool");
+  const bool was_2d = c.rotary_2d();
   if (a.has("positions")) c.positions = a.str("positions");
+  if (a.has("rope-theta"))
+    c.rope_theta = a.real("rope-theta", c.rope_theta);
+  else if (c.rotary_2d() && !was_2d)
+    c.rope_theta = kRope2dTheta;
+  if (c.rotary_2d()) {
+    const int width = data.train.width;
+    check(width > 0, "--positions ", c.positions, " is for the image tasks (image, pathfinder)");
+    check(c.grid_width == 0 || c.grid_width == width, "the model's grid_width of ", c.grid_width,
+          " is not the images' width of ", width);
+    c.grid_width = width;
+  }
   if (a.has("end-token")) c.end_token = true;
   // A checkpoint without learned positions takes longer sequences than it was trained on (the
   // second stage of a length curriculum): its max_len bounds no weight.

@@ -143,6 +143,13 @@ void gla_decode(float* out, float* state, const float* q, const float* k, const 
 // ---- Rotary position embedding, rotate-half form (GPT-NeoX, LLaMA) -----------------------------
 // Tables cos, sin [positions, hd / 2] of angle = t * theta^(-2i / hd).
 void rope_tables(float* cos, float* sin, int64_t positions, int64_t hd, double theta);
+// Axial 2D tables (RoPE-ViT's axial form) for tokens laid out row by row on a grid `width` wide,
+// token t at table row first + t: pair i < hd / 4 turns with the token's row y = floor(t / width),
+// pair hd / 4 + i with its column x = t mod width (floored: a class token at row first - 1 sits
+// just before the first pixel), both by the angle theta^(-i / (hd / 4)) per step. q.k of two
+// rotated tokens then depends on their offset (dy, dx) alone. hd must be a multiple of 4.
+void rope_tables_2d(float* cos, float* sin, int64_t positions, int64_t hd, double theta,
+                    int64_t width, int64_t first);
 // Rotates q and k of every head in qkv[B, T, 3C] (hd = C / H) in place, token t by the angle of
 // position pos0 + t: (x_i, x_{i+hd/2}) -> (x_i cos - x_{i+hd/2} sin, x_{i+hd/2} cos + x_i sin).
 // inverse rotates back, which is also the backward (the rotation is orthogonal).

@@ -3,10 +3,12 @@
 
 #include <cstdint>
 #include <iosfwd>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
 #include "kat/listops.h"
+#include "kat/pathfinder.h"
 #include "kat/sequence.h"
 
 namespace kat {
@@ -17,6 +19,7 @@ struct SequenceDataset {
   std::vector<int64_t> offsets{0};  // sequence i is tokens[offsets[i], offsets[i + 1])
   std::vector<int32_t> labels;
   int vocab_size = 0, num_classes = 0;
+  int width = 0;  // images: pixels per row (the grid of --positions rope2d); 0: not an image
   std::string source;
   int64_t size() const { return static_cast<int64_t>(labels.size()); }
   int64_t length(int64_t i) const { return offsets[i + 1] - offsets[i]; }
@@ -39,6 +42,10 @@ struct LraOptions {
   // Generated ListOps keep the expressions of min_length < length < max_length (LRA's: 500, 2000);
   // shorter ones are a curriculum's first stage (docs/lra.md).
   int min_length = ListOpsRules{}.min_length, max_length = ListOpsRules{}.max_length;
+  // Generated Pathfinder: dashes of each marked contour and unmarked contours (the Pathfinder
+  // paper's difficulty is the contour length); shorter contours and no distractors make an easier
+  // first stage of a curriculum.
+  int contour_dashes = PathfinderRules{}.dashes, distractors = PathfinderRules{}.distractors;
   int64_t steps = 2000;
   int batch = 32;
   float lr = 1e-3f, min_lr = 1e-5f, weight_decay = 0.05f, clip = 1.0f;
@@ -55,6 +62,10 @@ struct LraOptions {
 };
 // Steps, batch, learning rate and evaluation interval are positive (train_lra checks it too).
 void validate(const LraOptions& o);
+
+// The data of a run as trainer_state.json's "options" record it (task, data_dir, sizes, generator
+// rules, seed), over `o`: what a run from an older kat did not record keeps o's value.
+LraOptions lra_data_options(const nlohmann::json& options, LraOptions o = {});
 
 // The splits of o.task. listops: DIR/basic_{train,val,test}.tsv when o.data_dir is given (LRA's
 // files), else generated with the seed (train_size / heldout / heldout examples of min_length <

@@ -14,6 +14,11 @@
 
 namespace kat {
 
+// The rope_theta kat lra gives rope2d (RoPE-ViT's axial form uses 100): with a quarter of a 16-wide
+// head per axis, wavelengths of 6 to 200 pixels, where 10000 leaves two of four useful on 32
+// pixels.
+constexpr double kRope2dTheta = 100.0;
+
 struct SequenceConfig {
   std::string architecture = "kat_lra";
   int vocab_size = 18, max_len = 2000, num_classes = 10;
@@ -29,24 +34,27 @@ struct SequenceConfig {
   std::string global_pool = "avg";
   // Where the model learns token order: "learned" (pos_embed rows added to the embeddings, timm's
   // default), "rope" (q and k rotated in every block by their position, no pos_embed: attention
-  // then sees relative offsets) or "learned+rope" (both).
+  // then sees relative offsets), "rope2d" (rotated by row and column of an image grid_width
+  // tokens wide: attention sees 2D offsets; rope_tables_2d) or "learned+rope", "learned+rope2d".
   std::string positions = "learned";
   double rope_theta = 10000.0;
+  int grid_width = 0;  // rope2d: tokens per image row
   // A learned end token (end_token, no position row of its own) put after the last token, as
   // LRA codes append <eos>: with rotary positions, attention then sees offsets from the end.
   bool end_token = false;
   int prefix_tokens() const { return global_pool == "token" ? 1 : 0; }
   int suffix_tokens() const { return end_token ? 1 : 0; }
   int extra_tokens() const { return prefix_tokens() + suffix_tokens(); }
-  bool learned_positions() const { return positions != "rope"; }
+  bool learned_positions() const { return positions.starts_with("learned"); }
   bool rotary() const { return positions != "learned"; }
+  bool rotary_2d() const { return positions.ends_with("rope2d"); }
 };
 
 void validate(const SequenceConfig& c);
 // config.json: {"architecture", "model_type": "kat-seq", "vocab_size", "max_len", "num_classes",
 // "embed_dim", "depth", "num_heads", "hidden", "global_pool", "kat": {ffn, mixer, window,
-// rational_groups, act_init, layernorm_eps, positions, rope_theta, end_token}}; unknown keys are
-// errors.
+// rational_groups, act_init, layernorm_eps, positions, rope_theta, grid_width, end_token}}; unknown
+// keys are errors.
 SequenceConfig sequence_config_from_json(const std::string& text, const std::string& origin);
 // Whether config.json text is a sequence classifier's (model_type "kat-seq"); false for text that
 // is not JSON.

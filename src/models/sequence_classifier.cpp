@@ -47,9 +47,20 @@ void validate(const SequenceConfig& c) {
   validate_mixer(c.mixer, c.window, a);
   check(c.global_pool == "avg" || c.global_pool == "token", a,
         ": global_pool must be \"avg\" or \"token\", not \"", c.global_pool, "\"");
-  check(c.positions == "learned" || c.positions == "rope" || c.positions == "learned+rope", a,
-        ": positions must be \"learned\", \"rope\" or \"learned+rope\", not \"", c.positions, "\"");
+  check(c.positions == "learned" || c.positions == "rope" || c.positions == "learned+rope" ||
+            c.positions == "rope2d" || c.positions == "learned+rope2d",
+        a,
+        ": positions must be \"learned\", \"rope\", \"learned+rope\", \"rope2d\" or "
+        "\"learned+rope2d\", not \"",
+        c.positions, "\"");
   if (c.rotary()) validate_rotary(c.embed_dim / c.num_heads, c.rope_theta, a);
+  if (c.rotary_2d()) {
+    check(c.grid_width > 0, a, ": rope2d needs grid_width, the tokens of an image row");
+    check((c.embed_dim / c.num_heads) % 4 == 0, a,
+          ": rope2d turns a quarter of each head by row and one by column: the head size must be a "
+          "multiple of 4, not ",
+          c.embed_dim / c.num_heads);
+  }
 }
 
 bool is_sequence_config_json(const std::string& text) {
@@ -86,7 +97,7 @@ SequenceConfig sequence_config_from_json(const std::string& text, const std::str
     const nlohmann::json& k = j["kat"];
     check_keys(k,
                {"ffn", "mixer", "window", "rational_groups", "act_init", "layernorm_eps",
-                "positions", "rope_theta", "end_token"},
+                "positions", "rope_theta", "grid_width", "end_token"},
                "kat", origin);
     json_fields::read_ffn_and_mixer(k, c.ffn, c.mixer, c.window, origin);
     if (k.contains("rational_groups")) c.rational_groups = get<int>(k, "rational_groups", origin);
@@ -94,6 +105,7 @@ SequenceConfig sequence_config_from_json(const std::string& text, const std::str
     if (k.contains("layernorm_eps")) c.layernorm_eps = get<float>(k, "layernorm_eps", origin);
     if (k.contains("positions")) c.positions = get<std::string>(k, "positions", origin);
     if (k.contains("rope_theta")) c.rope_theta = get<double>(k, "rope_theta", origin);
+    if (k.contains("grid_width")) c.grid_width = get<int>(k, "grid_width", origin);
     if (k.contains("end_token")) c.end_token = get<bool>(k, "end_token", origin);
   }
   try {
@@ -111,6 +123,7 @@ std::string sequence_config_to_json(const SequenceConfig& c) {
                       {"positions", c.positions}};
   if (c.window > 0) k["window"] = c.window;
   if (c.rotary()) k["rope_theta"] = c.rope_theta;
+  if (c.rotary_2d()) k["grid_width"] = c.grid_width;
   if (c.end_token) k["end_token"] = true;
   if (c.ffn == Ffn::Kan) k["rational_groups"] = c.rational_groups, k["act_init"] = c.act_init;
   const nlohmann::json j = {{"architecture", c.architecture},
@@ -139,7 +152,9 @@ SequenceClassifier::SequenceClassifier(const SequenceConfig& config)
   const int64_t pos_rows = c.max_len + c.prefix_tokens(), rows = c.max_len + c.extra_tokens();
   if (c.learned_positions())
     s.pos = params_.add("pos_embed", {1, pos_rows, d}, ParamKind::Embedding);
-  if (c.rotary()) s.rope = RopeTables(rows, d / c.num_heads, c.rope_theta);
+  if (c.rotary())
+    s.rope = RopeTables(rows, d / c.num_heads, c.rope_theta, c.rotary_2d() ? c.grid_width : 0,
+                        c.prefix_tokens());
   BlockShape shape;
   shape.dim = d, shape.hidden = c.hidden, shape.heads = c.num_heads, shape.ffn = c.ffn;
   shape.groups = c.rational_groups, shape.eps = c.layernorm_eps;

@@ -54,9 +54,14 @@ struct Rope {
 struct RopeTables {
   std::vector<float> cos, sin;
   RopeTables() = default;
-  RopeTables(int64_t positions, int64_t head_dim, double theta)
+  // grid_width > 0: the axial 2D tables of tokens on a grid that wide, from table row `first`.
+  RopeTables(int64_t positions, int64_t head_dim, double theta, int64_t grid_width = 0,
+             int64_t first = 0)
       : cos(positions * (head_dim / 2)), sin(positions * (head_dim / 2)) {
-    rope_tables(cos.data(), sin.data(), positions, head_dim, theta);
+    if (grid_width > 0)
+      rope_tables_2d(cos.data(), sin.data(), positions, head_dim, theta, grid_width, first);
+    else
+      rope_tables(cos.data(), sin.data(), positions, head_dim, theta);
   }
   Rope view() const { return cos.empty() ? Rope{} : Rope{cos.data(), sin.data()}; }
 };

@@ -605,14 +605,9 @@ void sequence_sections(Page& page, LoadedModel& m, const json& state, const Repo
   LraData data;
   try {
     check(!task.empty(), "neither trainer_state.json nor the architecture name the LRA task");
-    const std::string dir = ro.data_dir.empty() ? opt.value("data_dir", "") : ro.data_dir;
-    LraOptions o;
-    o.task = task, o.data_dir = dir;
-    o.train_size = opt.value("train_size", o.train_size),
-    o.heldout = opt.value("heldout", o.heldout);
-    o.min_length = opt.value("min_length", o.min_length);
-    o.max_length = opt.value("max_length", o.max_length);
-    o.seed = opt.value("seed", o.seed);
+    LraOptions o = lra_data_options(opt);
+    o.task = task;
+    if (!ro.data_dir.empty()) o.data_dir = ro.data_dir;
     data = load_lra(o);
     check(data.test.size() > 0, data.test.source, ": the test split is empty");
   } catch (const Error& e) {

@@ -58,6 +58,7 @@ SequenceDataset from_images(const ImageDataset& images) {
   check(images.channels == 1, images.source, ": the LRA image task reads grayscale images");
   SequenceDataset d;
   d.vocab_size = 256, d.num_classes = images.num_classes, d.source = images.source;
+  d.width = images.width;
   const int64_t n = static_cast<int64_t>(images.height) * images.width;
   d.tokens.assign(images.pixels.begin(), images.pixels.begin() + images.count * n);
   for (int64_t i = 0; i < images.count; i++) d.offsets.push_back((i + 1) * n);
@@ -187,12 +188,14 @@ LraData load_lra(const LraOptions& o, const std::string& export_dir) {
       return data;
     }
     check(train_size > 0 && heldout > 0, "--train-size and --heldout must be positive");
+    PathfinderRules rules;
+    rules.dashes = o.contour_dashes, rules.distractors = o.distractors;
     const ImageDataset train =
-        generate_pathfinder(train_size, Rng::derive(seed, kPathfinderTrain).next_u64());
+        generate_pathfinder(train_size, Rng::derive(seed, kPathfinderTrain).next_u64(), rules);
     const ImageDataset valid =
-        generate_pathfinder(heldout, Rng::derive(seed, kPathfinderValid).next_u64());
+        generate_pathfinder(heldout, Rng::derive(seed, kPathfinderValid).next_u64(), rules);
     const ImageDataset test =
-        generate_pathfinder(heldout, Rng::derive(seed, kPathfinderTest).next_u64());
+        generate_pathfinder(heldout, Rng::derive(seed, kPathfinderTest).next_u64(), rules);
     if (!export_dir.empty()) {
       // LRA's layout, train then validation then test (read back, they split 80/10/10 again:
       // the same splits when --heldout is an eighth of --train-size).
@@ -204,7 +207,12 @@ LraData load_lra(const LraOptions& o, const std::string& export_dir) {
       }
       write_pathfinder_dir(export_dir, all);
     }
-    const std::string source = "generated Pathfinder (seed " + std::to_string(seed) + ")";
+    std::string source = "generated Pathfinder (seed " + std::to_string(seed);
+    if (o.contour_dashes != LraOptions{}.contour_dashes ||
+        o.distractors != LraOptions{}.distractors)
+      source += ", contours of " + std::to_string(o.contour_dashes) + " dashes, " +
+                std::to_string(o.distractors) + " distractors";
+    source += ")";
     data.train = from_images(train), data.valid = from_images(valid), data.test = from_images(test);
     data.train.source = data.valid.source = data.test.source = source;
     return data;
@@ -276,6 +284,8 @@ json options_json(const LraOptions& o) {
           {"heldout", o.heldout},
           {"min_length", o.min_length},
           {"max_length", o.max_length},
+          {"contour_dashes", o.contour_dashes},
+          {"distractors", o.distractors},
           {"steps", o.steps},
           {"batch", o.batch},
           {"lr", o.lr},
@@ -291,15 +301,25 @@ json options_json(const LraOptions& o) {
 
 }  // namespace
 
+LraOptions lra_data_options(const json& j, LraOptions o) {
+  o.task = j.value("task", o.task);
+  o.data_dir = j.value("data_dir", o.data_dir);
+  o.train_size = j.value("train_size", o.train_size);
+  o.heldout = j.value("heldout", o.heldout);
+  o.min_length = j.value("min_length", o.min_length);  // runs from before the option: LRA's
+  o.max_length = j.value("max_length", o.max_length);
+  o.contour_dashes = j.value("contour_dashes", o.contour_dashes);
+  o.distractors = j.value("distractors", o.distractors);
+  o.seed = j.value("seed", o.seed);
+  return o;
+}
+
 LraOptions lra_resume_options(const std::string& checkpoint, const LraOptions& given) {
   LraOptions o = given;
   const json state = read_trainer_state(checkpoint, [&](const json& j) {
-    o.task = j.at("task").get<std::string>();
-    o.data_dir = j.at("data_dir").get<std::string>();
-    o.train_size = j.at("train_size").get<int64_t>();
-    o.heldout = j.at("heldout").get<int64_t>();
-    o.min_length = j.value("min_length", o.min_length);  // runs from before the option: LRA's
-    o.max_length = j.value("max_length", o.max_length);
+    for (const char* key : {"task", "data_dir", "train_size", "heldout", "seed"})
+      (void)j.at(key);  // recorded by every kat: a file without them is not a trainer state
+    o = lra_data_options(j, given);
     o.steps = given.steps > 0 ? given.steps : j.at("steps").get<int64_t>();
     o.batch = j.at("batch").get<int>();
     o.lr = j.at("lr").get<float>();
@@ -309,7 +329,6 @@ LraOptions lra_resume_options(const std::string& checkpoint, const LraOptions& g
     o.warmup = j.at("warmup").get<int64_t>();
     o.eval_every = j.at("eval_every").get<int64_t>();
     o.eval_limit = j.at("eval_limit").get<int64_t>();
-    o.seed = j.at("seed").get<uint64_t>();
     o.init = j.value("init", "");
   });
   o.out_dir = state.at("run_dir").get<std::string>();
@@ -321,6 +340,8 @@ void validate(const LraOptions& o) {
   check(o.steps > 0 && o.batch > 0 && o.lr > 0 && o.eval_every > 0,
         "--steps, --batch, --lr and --eval-every must be positive (--steps 0 goes only with "
         "--export)");
+  check(o.contour_dashes >= 2 && o.distractors >= 0,
+        "--contour-dashes must be at least 2 and --distractors not negative");
 }
 
 LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const LraOptions& o,

@@ -15,6 +15,22 @@ void rope_tables(float* cos, float* sin, int64_t positions, int64_t hd, double t
     }
 }
 
+void rope_tables_2d(float* cos, float* sin, int64_t positions, int64_t hd, double theta,
+                    int64_t width, int64_t first) {
+  const int64_t half = hd / 2, quarter = hd / 4;
+  for (int64_t r = 0; r < positions; r++) {
+    const int64_t t = r - first;
+    const int64_t y = t >= 0 ? t / width : -((-t + width - 1) / width), x = t - y * width;
+    for (int64_t i = 0; i < half; i++) {
+      const int64_t along = i < quarter ? y : x;
+      const double angle =
+          static_cast<double>(along) * std::pow(theta, -static_cast<double>(i % quarter) / quarter);
+      cos[r * half + i] = static_cast<float>(std::cos(angle));
+      sin[r * half + i] = static_cast<float>(std::sin(angle));
+    }
+  }
+}
+
 void rope_rotate(float* qkv, const float* cos, const float* sin, int64_t B, int64_t T, int64_t C,
                  int64_t H, int64_t pos0, bool inverse) {
   const int64_t hd = C / H, half = hd / 2;
