@@ -212,7 +212,7 @@ kat downloads nothing.
                          offsets), learned+rope, or for image and pathfinder rope2d or
                          learned+rope2d (rotary by the pixel's row and column: attention sees
                          2D offsets)                                        [learned]
-  --rope-theta X         rotary base                         [10000; rope2d: 100]
+  --rope-theta X         rotary base (of rope and rope2d)                   [10000; rope2d: 100]
   --end-token            a learned end token after the last token (LRA codes' <eos>): with
                          rope, attention sees offsets from the end of the sequence
   --init CKPT            start from the weights of a kat lra checkpoint (its config, then the
@@ -226,10 +226,10 @@ kat downloads nothing.
                          generated ListOps keep min < length < max   [500, 2000: LRA's]; shorter
                          expressions make the first stage of a length curriculum: train on
                          them with --positions rope, then --init a run on LRA's lengths with it
-  --contour-dashes N     generated Pathfinder: dashes of each marked contour  [6]
-  --distractors N        generated Pathfinder: unmarked contours (4 dashes)    [2]; short
-                         contours without distractors are an easier first stage: --init a run on
-                         the default images with it
+  --contour-dashes N     generated Pathfinder: dashes per marked contour    [6]
+  --distractors N        generated Pathfinder: unmarked contours (4 dashes) [2]
+                         (short contours without distractors: easier images, e.g. a
+                         curriculum's first stage to --init a run on the default ones from)
   --export DIR           also write the generated data as LRA's files (with --steps 0: only that)
   --steps N              training steps                                     [2000]
   --batch N              sequences per step                                 [32]
