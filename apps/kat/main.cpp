@@ -658,18 +658,18 @@ int cmd_lra(int argc, char** argv) {
   o.heldout = a.integer("heldout", o.heldout);
   o.min_length = static_cast<int>(a.integer("min-length", o.min_length));
   o.max_length = static_cast<int>(a.integer("max-length", o.max_length));
-  const bool lengths = a.has("min-length") || a.has("max-length");
-  check(o.task == "listops" || !lengths, "--min-length and --max-length are for generated ListOps");
-  check(o.data_dir.empty() || !lengths,
-        "--min-length and --max-length generate ListOps; --data reads its files as they are");
   o.contour_dashes = static_cast<int>(a.integer("contour-dashes", o.contour_dashes));
   o.distractors = static_cast<int>(a.integer("distractors", o.distractors));
-  const bool contours = a.has("contour-dashes") || a.has("distractors");
-  check(o.task == "pathfinder" || !contours,
-        "--contour-dashes and --distractors are for generated Pathfinder");
-  check(
-      o.data_dir.empty() || !contours,
-      "--contour-dashes and --distractors generate Pathfinder; --data reads its files as they are");
+  // A generator's options: for its task only, and not with --data (files are read as they are).
+  auto generator_options = [&](const std::string& first, const std::string& second,
+                               const char* task, const char* what) {
+    if (!a.has(first) && !a.has(second)) return;
+    const std::string both = "--" + first + " and --" + second;
+    check(o.task == task, both, " are for generated ", what);
+    check(o.data_dir.empty(), both, " generate ", what, "; --data reads its files as they are");
+  };
+  generator_options("min-length", "max-length", "listops", "ListOps");
+  generator_options("contour-dashes", "distractors", "pathfinder", "Pathfinder");
   o.batch = global_batch(a, o.batch);
   o.lr = static_cast<float>(a.real("lr", o.lr));
   o.warmup = a.integer("warmup", o.warmup);
