@@ -57,6 +57,8 @@ TEST(LraCli, ResumeContinuesExactly) {
   r = run_kat("lra listops --stop-after 3 --out " + (dir / "parts") + common);
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("--resume"));
+  // Step 3 is between validations (every 2): the summary claims none for the final model.
+  EXPECT_THAT(r.output, HasSubstr("(stopped between validations) test accuracy"));
   expect_one_line_error(run_kat("lra listops --resume " + (dir / "parts/last") + " --lr 0.1"),
                         "--lr");
   // A moved run directory goes on where it is now (given with a trailing slash, as a shell

@@ -605,10 +605,13 @@ int cmd_eval_lm(int argc, char** argv) {
 }
 
 int report_lra(const LraResult& r) {
-  std::cout << "run directory:   " << r.run_dir << "\n"
-            << "validation accuracy " << std::fixed << std::setprecision(2)
-            << 100 * r.valid_accuracy << "%, test accuracy " << 100 * r.test_accuracy << "% after "
-            << r.steps << " steps in " << std::setprecision(0) << r.train_seconds << " s\n";
+  std::cout << "run directory:   " << r.run_dir << "\n" << std::fixed << std::setprecision(2);
+  if (r.valid_accuracy >= 0)
+    std::cout << "validation accuracy " << 100 * r.valid_accuracy << "%, ";
+  else
+    std::cout << "(stopped between validations) ";
+  std::cout << "test accuracy " << 100 * r.test_accuracy << "% after " << r.steps << " steps in "
+            << std::setprecision(0) << r.train_seconds << " s\n";
   if (r.best_step >= 0)
     std::cout << "best checkpoint: " << r.run_dir << "/best (step " << r.best_step
               << ", validation accuracy " << std::setprecision(2) << 100 * r.best_valid_accuracy

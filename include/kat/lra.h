@@ -89,7 +89,9 @@ LraOptions lra_resume_options(const std::string& checkpoint, const LraOptions& g
 
 struct LraResult {
   std::string run_dir;
-  double valid_accuracy = 0, test_accuracy = 0, train_seconds = 0;  // of the final model
+  // Of the final model; valid_accuracy is -1 when no validation ran at the final step (a run
+  // stopped between evaluations).
+  double valid_accuracy = -1, test_accuracy = 0, train_seconds = 0;
   int64_t steps = 0;
   // best/: the checkpoint of the best validation accuracy (LRA's model selection) and its test
   // accuracy; best_step is -1 when a resumed checkpoint did not record it.

@@ -474,6 +474,7 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
     }
   }
   if (step < o.steps) {
+    if (step % o.eval_every != 0) result.valid_accuracy = -1;  // the final model was not validated
     save_state(out + "/last", step);
     progress.message(std::string(stop ? "interrupted" : "stopped") + ": saved " + out +
                      "/last at step " + std::to_string(step) + "; continue with kat lra " + o.task +
