@@ -13,7 +13,6 @@
 #include <map>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "kat/checkpoint.h"
@@ -990,12 +989,7 @@ int main(int argc, char** argv) {
     error = e.what();
   }
   if (!error.empty()) {
-    // The ranks of a job mostly meet the same error: rank 0 reports it and stops the job. Another
-    // rank waits a moment first, so it speaks only when the error is its own.
-    const int rank = kat::dist::rank();
-    if (rank != 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    std::cerr << "kat: error: " << (rank ? "rank " + std::to_string(rank) + ": " : "") << error
-              << std::endl;
+    kat::dist::report_error(error);  // once for the job, by the rank it belongs to
     kat::dist::abort_job(1);
   }
   kat::dist::finalize();

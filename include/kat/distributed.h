@@ -34,6 +34,12 @@ inline void sum(std::vector<double>& x, const std::string& what) {
   sum(x.data(), static_cast<int64_t>(x.size()), what);
 }
 
+// Prints "kat: error: <error>" for an error this rank has caught, once for the whole job. The
+// ranks of a job mostly meet the same error (a missing file, a bad option): rank 0 prints it and
+// then tells the other ranks, which stay silent when that word comes within `wait_s` seconds and
+// otherwise print their own, as "kat: error: rank N: <error>". Call abort_job next.
+void report_error(const std::string& error, double wait_s = 5);
+
 // After an error this rank has printed: stops every rank of the job with exit status `code`.
 // Without MPI it returns and the caller exits.
 void abort_job(int code);

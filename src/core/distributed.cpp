@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <thread>
+#include <vector>
 
 #include "kat/error.h"
 
@@ -123,6 +124,47 @@ void sum(double* x, int64_t n, const std::string& what) {
   wait_all(&r, 1, what);
 #else
   (void)x, (void)what;
+#endif
+}
+
+void report_error(const std::string& error, double wait_s) {
+  // One write, so that no other output lands inside the line.
+  auto print = [&](const std::string& who) {
+    const std::string line = "kat: error: " + who + error + "\n";
+    std::cerr.write(line.data(), static_cast<std::streamsize>(line.size()));
+    std::cerr.flush();
+  };
+#ifdef KAT_WITH_MPI
+  if (!g_mpi || g_size == 1) return print("");
+  constexpr int kErrorTag = 7001;  // kat's exchanges are collectives: no other message has a tag
+  int word = 1;
+  const double t0 = clock_seconds();
+  if (g_rank == 0) {
+    print("");
+    // Small messages go out eagerly; the sends are tested until they leave (or a second passes).
+    std::vector<MPI_Request> sent(static_cast<size_t>(g_size - 1));
+    for (int r = 1; r < g_size; r++)
+      MPI_Isend(&word, 1, MPI_INT, r, kErrorTag, MPI_COMM_WORLD, &sent[static_cast<size_t>(r - 1)]);
+    for (int done = 0; !done && clock_seconds() - t0 < 1;) {
+      MPI_Testall(g_size - 1, sent.data(), &done, MPI_STATUSES_IGNORE);
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    return;
+  }
+  MPI_Request received;
+  MPI_Irecv(&word, 1, MPI_INT, 0, kErrorTag, MPI_COMM_WORLD, &received);
+  for (int done = 0; clock_seconds() - t0 < wait_s;) {
+    MPI_Test(&received, &done, MPI_STATUS_IGNORE);
+    if (done) {  // rank 0 has said it and is stopping the job: leave the stopping to it
+      std::this_thread::sleep_for(std::chrono::seconds(3));
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  print("rank " + std::to_string(g_rank) + ": ");
+#else
+  (void)wait_s;
+  print("");
 #endif
 }
 
