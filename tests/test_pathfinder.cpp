@@ -5,6 +5,7 @@
 #include <stb_image.h>
 #include <stb_image_write.h>
 
+#include <algorithm>
 #include <cmath>
 #include <deque>
 #include <filesystem>
@@ -140,6 +141,53 @@ TEST(Pathfinder, MarksAreJoinedExactlyWhenTheLabelIsOne) {
     EXPECT_NEAR(distance_sum[0] / 100, distance_sum[1] / 100, 1.0);
     EXPECT_GT(distance_sum[1] / 100, 2.0 * dashes);
   }
+}
+
+// What the label shares with a look at the marks alone: from each mark, the direction of the lit
+// pixels just outside it (where its dash leaves) against the direction to the other mark. On a
+// nearly straight contour the two agree at both ends, so this local cue is a shortcut that only
+// long, turning contours weaken: a threshold on the summed cosines (fitted on 1,000 images, scored
+// on 1,000 others) is right 97% of the time on 2-dash contours and 65% on LRA's 6 (docs/lra.md).
+double dash_direction_cue_accuracy(int dashes, int distractors) {
+  PathfinderRules rules;
+  rules.dashes = dashes, rules.distractors = distractors;
+  const ImageDataset d = generate_pathfinder(2000, 11, rules);
+  std::vector<double> score(d.count, 0.0);
+  for (int64_t i = 0; i < d.count; i++) {
+    const uint8_t* px = d.image(i);
+    const std::vector<int> marks = marks_of(px);
+    if (marks.size() != 2) continue;
+    for (int k = 0; k < 2; k++) {
+      const int my = marks[k] / S, mx = marks[k] % S;
+      const double vy = marks[1 - k] / S - my, vx = marks[1 - k] % S - mx;
+      double cy = 0, cx = 0;  // lit pixels in the ring 2..3 pixels from the mark's centre
+      for (int y = std::max(0, my - 3); y <= std::min(S - 1, my + 3); y++)
+        for (int x = std::max(0, mx - 3); x <= std::min(S - 1, mx + 3); x++)
+          if (px[y * S + x] && std::max(std::abs(y - my), std::abs(x - mx)) >= 2)
+            cy += y - my, cx += x - mx;
+      const double norms = std::hypot(cy, cx) * std::hypot(vy, vx);
+      if (norms > 0) score[i] += (cy * vy + cx * vx) / norms;
+    }
+  }
+  auto correct = [&](double t, int64_t begin, int64_t end) {
+    int64_t n = 0;
+    for (int64_t i = begin; i < end; i++) n += (score[i] > t) == (d.labels[i] == 1);
+    return n;
+  };
+  double best_t = 0;
+  for (double t = -2; t <= 2; t += 0.02)
+    if (correct(t, 0, 1000) > correct(best_t, 0, 1000)) best_t = t;
+  return correct(best_t, 1000, 2000) / 1000.0;
+}
+
+TEST(Pathfinder, DashDirectionAtTheMarksIsAShortcutThatLongContoursWeaken) {
+  const double easiest = dash_direction_cue_accuracy(2, 0),
+               middle = dash_direction_cue_accuracy(4, 1), lra = dash_direction_cue_accuracy(6, 2);
+  EXPECT_GT(easiest, 0.9);
+  EXPECT_GT(easiest, middle + 0.05);
+  EXPECT_GT(middle, lra + 0.05);
+  EXPECT_GT(lra, 0.6);  // a cue still, which LRA's images share: contours turn little
+  EXPECT_LT(lra, 0.7);
 }
 
 // A PNG written by stb (not by kat), so the reader is checked against an independent writer.
