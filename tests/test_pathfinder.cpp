@@ -147,7 +147,7 @@ TEST(Pathfinder, MarksAreJoinedExactlyWhenTheLabelIsOne) {
 // pixels just outside it (where its dash leaves) against the direction to the other mark. On a
 // nearly straight contour the two agree at both ends, so this local cue is a shortcut that only
 // long, turning contours weaken: a threshold on the summed cosines (fitted on 1,000 images, scored
-// on 1,000 others) is right 97% of the time on 2-dash contours and 65% on LRA's 6 (docs/lra.md).
+// on 1,000 others) is right 97% of the time on 2-dash contours and 66% on LRA's 6 (docs/lra.md).
 double dash_direction_cue_accuracy(int dashes, int distractors) {
   PathfinderRules rules;
   rules.dashes = dashes, rules.distractors = distractors;

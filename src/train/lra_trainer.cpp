@@ -439,6 +439,7 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
     const float grad_norm = clip_grad_norm(model.params(), o.clip);
     opt.step(lr);
     step++, window_loss += loss, window_steps++;
+    result.valid_accuracy = -1;  // a new model, not validated until the evaluation below runs
     if (step % o.log_every == 0 || step == o.steps) {
       const double t = now_seconds(), seq_s = window_steps * o.batch / std::max(1e-9, t - t_window);
       std::ostringstream line;
@@ -474,7 +475,6 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
     }
   }
   if (step < o.steps) {
-    if (step % o.eval_every != 0) result.valid_accuracy = -1;  // the final model was not validated
     save_state(out + "/last", step);
     progress.message(std::string(stop ? "interrupted" : "stopped") + ": saved " + out +
                      "/last at step " + std::to_string(step) + "; continue with kat lra " + o.task +
