@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <regex>
+#include <utility>
 
 #include "cli.h"
 #include "kat/files.h"
@@ -103,6 +105,51 @@ TEST(LraCli, InitStartsFromACheckpointsWeights) {
   expect_one_line_error(
       run_kat("lra listops --resume " + (dir / "second/last") + " --init " + (dir / "first/last")),
       "--init");
+}
+
+// --init CKPT --steps 0 trains nothing and writes nothing: it prints the checkpoint's accuracy on
+// the task's splits, the figures the run printed for that checkpoint when the data, batch and
+// validation limit are the same; and on another seed's data.
+TEST(LraCli, StepsZeroWithInitEvaluatesACheckpoint) {
+  TempDir dir("cli-lra-eval");
+  const std::string data = " --train-size 40 --heldout 12 --batch 4 --eval-limit 8 --threads 2";
+  auto r = run_kat("lra listops --steps 4 --eval-every 2 --progress lines --mixer linear --out " +
+                   (dir / "run") + data);
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::smatch last, best;
+  ASSERT_TRUE(std::regex_search(
+      r.output, last, std::regex(R"(validation accuracy ([0-9.]+)%, test accuracy ([0-9.]+)%)")))
+      << r.output;
+  ASSERT_TRUE(std::regex_search(
+      r.output, best,
+      std::regex(R"(\(step [0-9]+, validation accuracy ([0-9.]+)%\): test accuracy ([0-9.]+)%)")))
+      << r.output;
+  for (const auto& [checkpoint, m] : {std::pair{"last", last}, std::pair{"best", best}}) {
+    r = run_kat("lra listops --steps 0 --init " + (dir / ("run/" + std::string(checkpoint))) +
+                data);
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_THAT(r.output,
+                HasSubstr("validation accuracy " + m[1].str() + "% (8 sequences), test accuracy " +
+                          m[2].str() + "% (12 sequences)"))
+        << checkpoint;
+  }
+  r = run_kat("lra listops --steps 0 --init " + (dir / "run/best") + data + " --seed 1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("generated ListOps (seed 1"));
+  EXPECT_THAT(r.output, HasSubstr("(12 sequences)"));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.str()),
+                          std::filesystem::directory_iterator{}),
+            1);  // run/ alone: evaluating wrote nothing
+  // The model is the checkpoint's and nothing trains: model and training flags are errors.
+  for (const std::string flag : {"--mixer", "--lr", "--out"})
+    expect_one_line_error(
+        run_kat("lra listops --steps 0 --init " + (dir / "run/best") + data + " " + flag + " 1"),
+        flag);
+  expect_one_line_error(run_kat("lra listops --steps 0" + data), "--init");
+  // The commands of the other models point to it.
+  for (const char* command : {"eval ", "generate ", "eval-lm "})
+    expect_one_line_error(run_kat(command + (dir / "run/best")), "--steps 0");
+  expect_one_line_error(run_kat("predict " + (dir / "run/best") + " x.png"), "--steps 0");
 }
 
 // A length curriculum: a rotary model trained on short generated expressions, then a run on LRA's

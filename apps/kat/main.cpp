@@ -181,7 +181,9 @@ constexpr const char* kLraHelp = R"(usage: kat lra TASK [options]
 Trains a sequence classifier (token embedding, learned positions, pre-norm blocks, --pool)
 on a Long Range Arena task, evaluates it on the validation set while training and prints the test
 accuracy at the end, of the final model and of best/ (the best validation accuracy). Writes a
-run directory (metrics.jsonl, config.json, last/, best/).
+run directory (metrics.jsonl, config.json, last/, best/). With --init CKPT --steps 0 it trains
+nothing and prints the checkpoint's validation and test accuracy on the task's data (generated
+with --seed and the generator flags, or read from --data), e.g. on another seed's images.
 
 TASK is one of:
   listops     nested [MIN/[MAX/[MED/[SM expressions (LRA's rules; operators and ] are tokens,
@@ -230,7 +232,7 @@ kat downloads nothing.
                          (short contours without distractors: easier images, e.g. a
                          curriculum's first stage to --init a run on the default ones from)
   --export DIR           also write the generated data as LRA's files (with --steps 0: only that)
-  --steps N              training steps                                     [2000]
+  --steps N              training steps (0 with --init: evaluate only)      [2000]
   --batch N              sequences per step                                 [32]
   --lr X                 peak learning rate (AdamW)                         [0.001]
   --warmup N             warmup steps (linear)                              [100]
@@ -618,6 +620,24 @@ int report_lra(const LraResult& r) {
   return 0;
 }
 
+// kat lra TASK --init CKPT --steps 0: the accuracy of the checkpoint (as config `c` holds it) on
+// the validation split (its first --eval-limit, as training evaluates) and the whole test split.
+int evaluate_lra(const SequenceConfig& c, const LraData& data, const LraOptions& o) {
+  SequenceClassifier model(c);
+  load_params(checkpoint_dir(o.init) + "/model.safetensors", model.params(), c.architecture);
+  const double valid = lra_accuracy(model, data.valid, o.batch, o.eval_limit);
+  const double test = lra_accuracy(model, data.test, o.batch, 0);
+  const int64_t n_valid =
+      o.eval_limit > 0 ? std::min(o.eval_limit, data.valid.size()) : data.valid.size();
+  std::cout << "checkpoint:      " << o.init << " (" << c.architecture << ", "
+            << model.params().total() << " parameters)\n"
+            << "data:            " << data.test.source << "\n"
+            << std::fixed << std::setprecision(2) << "validation accuracy " << 100 * valid << "% ("
+            << n_valid << " sequences), test accuracy " << 100 * test << "% (" << data.test.size()
+            << " sequences)\n";
+  return 0;
+}
+
 int cmd_lra(int argc, char** argv) {
   const Args a = parse(
       argc, argv, 2,
@@ -681,16 +701,28 @@ int cmd_lra(int argc, char** argv) {
   o.seed = static_cast<uint64_t>(a.integer("seed", 0));
   o.out_dir = a.str("out");
   o.overwrite = a.has("overwrite");
+  o.init = a.str("init");
+  // --steps 0 --init CKPT: the checkpoint as saved, on the task's data; nothing trains or is
+  // written.
+  const bool evaluate_only = o.steps == 0 && !o.init.empty();
+  if (evaluate_only) {
+    for (const char* f :
+         {"mixer", "window", "ffn", "pool", "positions", "end-token", "config", "rope-theta", "lr",
+          "warmup", "weight-decay", "eval-every", "stop-after", "out", "overwrite"})
+      check(!a.has(f), "--steps 0 --init evaluates the checkpoint as it was saved; --", f,
+            " goes only with training");
+    check(dist::size() == 1,
+          "kat lra --steps 0 --init evaluates in one process (not under mpirun)");
+    check(o.batch > 0 && o.eval_limit >= 0, "--batch must be positive, --eval-limit not negative");
+  }
   // Before the data, which can take a minute to load or generate (--steps 0 --export: only that).
-  if (o.steps != 0 || !a.has("export")) validate(o);
+  if (o.steps != 0 || (!a.has("export") && !evaluate_only)) validate(o);
   set_num_threads(o.threads);
   const LraData data = load_lra(o, a.str("export"));
-  if (a.has("export") && o.steps == 0) {  // --steps 0: the files alone
+  if (a.has("export") && o.steps == 0)
     std::cout << "wrote the " << o.task << " splits to " << a.str("export") << "\n";
-    return 0;
-  }
+  if (a.has("export") && o.steps == 0 && !evaluate_only) return 0;  // --steps 0: the files alone
   // The model: --config, else the --init checkpoint's, else the task's default; then the flags.
-  o.init = a.str("init");
   const std::string config_file = a.has("config")  ? a.str("config")
                                   : o.init.empty() ? ""
                                                    : checkpoint_dir(o.init) + "/config.json";
@@ -732,6 +764,7 @@ int cmd_lra(int argc, char** argv) {
         " tokens, longer than the config's max_len of ", c.max_len);
   check(data.train.vocab_size <= c.vocab_size && data.train.num_classes <= c.num_classes,
         "the config's vocab_size / num_classes are smaller than the data's");
+  if (evaluate_only) return evaluate_lra(c, data, o);
   return report_lra(train_lra(c, data, o, std::cerr));
 }
 

@@ -7,6 +7,7 @@
 #include "kat/files.h"
 #include "kat/lm.h"
 #include "kat/safetensors.h"
+#include "kat/sequence.h"
 
 namespace kat {
 namespace fs = std::filesystem;
@@ -77,11 +78,17 @@ std::string read_config(const std::string& dir) {
   return read_text_file(config_path);
 }
 
+// What kat eval, predict, generate and eval-lm say of a kat lra checkpoint.
+constexpr const char* kLraCheckpoint =
+    ": this is a sequence classifier of kat lra; evaluate it with kat lra TASK --init CKPT "
+    "--steps 0";
+
 std::unique_ptr<VisionTransformer> load_model(const std::string& path) {
   const std::string dir = checkpoint_dir(path);
   const std::string text = read_config(dir);
   check(!is_lm_config_json(text), dir,
         ": this is a language model; use kat generate / kat eval-lm with it");
+  check(!is_sequence_config_json(text), dir, kLraCheckpoint);
   auto model = std::make_unique<VisionTransformer>(config_from_json(text, dir + "/config.json"));
   load_weights(dir + "/model.safetensors", *model);
   return model;
@@ -90,6 +97,7 @@ std::unique_ptr<VisionTransformer> load_model(const std::string& path) {
 std::unique_ptr<CausalLM> load_lm(const std::string& path) {
   const std::string dir = checkpoint_dir(path);
   const std::string text = read_config(dir);
+  check(!is_sequence_config_json(text), dir, kLraCheckpoint);
   check(is_lm_config_json(text), dir,
         ": not a language model (an image classifier? use kat eval / kat predict with it)");
   auto model = std::make_unique<CausalLM>(lm_config_from_json(text, dir + "/config.json"));

@@ -339,7 +339,7 @@ LraOptions lra_resume_options(const std::string& checkpoint, const LraOptions& g
 void validate(const LraOptions& o) {
   check(o.steps > 0 && o.batch > 0 && o.lr > 0 && o.eval_every > 0,
         "--steps, --batch, --lr and --eval-every must be positive (--steps 0 goes only with "
-        "--export)");
+        "--export or --init)");
   check(o.contour_dashes >= 2 && o.distractors >= 0,
         "--contour-dashes must be at least 2 and --distractors not negative");
 }
