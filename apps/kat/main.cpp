@@ -719,9 +719,10 @@ int cmd_lra(int argc, char** argv) {
   if (o.steps != 0 || (!a.has("export") && !evaluate_only)) validate(o);
   set_num_threads(o.threads);
   const LraData data = load_lra(o, a.str("export"));
-  if (a.has("export") && o.steps == 0)
+  if (a.has("export") && o.steps == 0) {
     std::cout << "wrote the " << o.task << " splits to " << a.str("export") << "\n";
-  if (a.has("export") && o.steps == 0 && !evaluate_only) return 0;  // --steps 0: the files alone
+    if (!evaluate_only) return 0;  // --steps 0 without --init: the files alone
+  }
   // The model: --config, else the --init checkpoint's, else the task's default; then the flags.
   const std::string config_file = a.has("config")  ? a.str("config")
                                   : o.init.empty() ? ""
