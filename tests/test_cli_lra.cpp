@@ -133,19 +133,25 @@ TEST(LraCli, StepsZeroWithInitEvaluatesACheckpoint) {
     return std::pair{std::string(), std::string()};
   };
   const auto last = figures("% after "), best = figures("/best (step ");
+  // The data is the one the run recorded (seed, sizes, --eval-limit) unless flags change it.
+  const std::string threads = " --batch 4 --threads 2";
   for (const auto& [checkpoint, m] : {std::pair{"last", last}, std::pair{"best", best}}) {
     r = run_kat("lra listops --steps 0 --init " + (dir / ("run/" + std::string(checkpoint))) +
-                data);
+                threads);
     ASSERT_EQ(r.status, 0) << r.output;
     EXPECT_THAT(r.output,
                 HasSubstr("validation accuracy " + m.first + "% (8 sequences), test accuracy " +
                           m.second + "% (12 sequences)"))
         << checkpoint;
   }
-  r = run_kat("lra listops --steps 0 --init " + (dir / "run/best") + data + " --seed 1");
+  r = run_kat("lra listops --steps 0 --init " + (dir / "run/best") + threads + " --seed 1");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("generated ListOps (seed 1"));
+  EXPECT_THAT(r.output, HasSubstr("(8 sequences), test accuracy"));
   EXPECT_THAT(r.output, HasSubstr("(12 sequences)"));
+  r = run_kat("lra listops --steps 0 --init " + (dir / "run/best") + threads + " --heldout 6");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("(6 sequences)\n"));
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.str()),
                           std::filesystem::directory_iterator{}),
             1);  // run/ alone: evaluating wrote nothing
@@ -155,6 +161,8 @@ TEST(LraCli, StepsZeroWithInitEvaluatesACheckpoint) {
         run_kat("lra listops --steps 0 --init " + (dir / "run/best") + data + " " + flag + " 1"),
         flag);
   expect_one_line_error(run_kat("lra listops --steps 0" + data), "--init");
+  expect_one_line_error(run_kat("lra pathfinder --steps 0 --init " + (dir / "run/best")),
+                        "is a listops model, not a pathfinder one");
   // The commands of the other models point to it.
   for (const char* command : {"eval ", "generate ", "eval-lm "})
     expect_one_line_error(run_kat(command + (dir / "run/best")), "--steps 0");
@@ -179,6 +187,7 @@ TEST(LraCli, LengthCurriculumStartsOnShortExpressions) {
     }
   const auto state = nlohmann::json::parse(read_text_file(dir / "first/last/trainer_state.json"));
   EXPECT_EQ(state.at("options").at("max_length"), 40);
+  EXPECT_FALSE(state.at("options").contains("contour_dashes"));  // Pathfinder's rules
   r = run_kat("lra listops --steps 2 --init " + (dir / "first/last") + " --out " +
               (dir / "second") + common);
   ASSERT_EQ(r.status, 0) << r.output;

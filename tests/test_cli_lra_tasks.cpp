@@ -49,6 +49,11 @@ TEST(LraTasksCli, PathfinderDifficultyIsAnOptionThatResumeKeeps) {
   r = run_kat("lra --resume " + (dir / "easy/last") + " --threads 2 --progress lines");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr(source));
+  // Evaluating the checkpoint uses its run's images too (no training images are made for it).
+  r = run_kat("lra pathfinder --steps 0 --init " + (dir / "easy/last") + " --threads 2");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("data:            " + source));
+  EXPECT_THAT(r.output, HasSubstr("(8 sequences), test accuracy"));
   // Rotary positions by row and column: the images' width, and RoPE-ViT's base unless given.
   r = run_kat("lra pathfinder --positions rope2d --steps 1" + common + " --out " + (dir / "2d"));
   ASSERT_EQ(r.status, 0) << r.output;

@@ -182,8 +182,9 @@ Trains a sequence classifier (token embedding, learned positions, pre-norm block
 on a Long Range Arena task, evaluates it on the validation set while training and prints the test
 accuracy at the end, of the final model and of best/ (the best validation accuracy). Writes a
 run directory (metrics.jsonl, config.json, last/, best/). With --init CKPT --steps 0 it trains
-nothing and prints the checkpoint's validation and test accuracy on the task's data (generated
-with --seed and the generator flags, or read from --data), e.g. on another seed's images.
+nothing and prints the checkpoint's validation and test accuracy on the data its run recorded
+(seed, sizes, generator flags or --data, --eval-limit); flags change it, e.g. --seed N for
+another seed's images.
 
 TASK is one of:
   listops     nested [MIN/[MAX/[MED/[SM expressions (LRA's rules; operators and ] are tokens,
@@ -675,7 +676,16 @@ int cmd_lra(int argc, char** argv) {
       a.positional.size() == 1,
       "kat lra takes one task: listops, text, retrieval, image or pathfinder (see kat lra --help)");
   o.task = a.positional[0];
-  o.data_dir = a.str("data");
+  o.init = a.str("init");
+  // --steps 0 --init CKPT: the checkpoint as saved, on the task's data; nothing trains or is
+  // written. The data is the one its run recorded (trainer_state.json) unless flags change it.
+  const bool evaluate_only = o.steps == 0 && !o.init.empty();
+  if (evaluate_only) {
+    o = lra_checkpoint_data_options(o.init, o);
+    check(o.task == a.positional[0], o.init, " is a ", o.task, " model, not a ", a.positional[0],
+          " one");
+  }
+  o.data_dir = a.str("data", o.data_dir);
   o.train_size = a.integer("train-size", o.train_size);
   o.heldout = a.integer("heldout", o.heldout);
   o.min_length = static_cast<int>(a.integer("min-length", o.min_length));
@@ -698,13 +708,9 @@ int cmd_lra(int argc, char** argv) {
   o.weight_decay = static_cast<float>(a.real("weight-decay", o.weight_decay));
   o.eval_every = a.integer("eval-every", o.eval_every);
   o.eval_limit = a.integer("eval-limit", o.eval_limit);
-  o.seed = static_cast<uint64_t>(a.integer("seed", 0));
+  o.seed = static_cast<uint64_t>(a.integer("seed", static_cast<int64_t>(o.seed)));
   o.out_dir = a.str("out");
   o.overwrite = a.has("overwrite");
-  o.init = a.str("init");
-  // --steps 0 --init CKPT: the checkpoint as saved, on the task's data; nothing trains or is
-  // written.
-  const bool evaluate_only = o.steps == 0 && !o.init.empty();
   if (evaluate_only) {
     for (const char* f :
          {"mixer", "window", "ffn", "pool", "positions", "end-token", "config", "rope-theta", "lr",
@@ -718,7 +724,8 @@ int cmd_lra(int argc, char** argv) {
   // Before the data, which can take a minute to load or generate (--steps 0 --export: only that).
   if (o.steps != 0 || (!a.has("export") && !evaluate_only)) validate(o);
   set_num_threads(o.threads);
-  const LraData data = load_lra(o, a.str("export"));
+  const LraData data =
+      load_lra(o, a.str("export"), evaluate_only ? LraSplits::kHeldout : LraSplits::kAll);
   if (a.has("export") && o.steps == 0) {
     std::cout << "wrote the " << o.task << " splits to " << a.str("export") << "\n";
     if (!evaluate_only) return 0;  // --steps 0 without --init: the files alone

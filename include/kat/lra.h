@@ -80,7 +80,16 @@ LraOptions lra_data_options(const nlohmann::json& options, LraOptions o = {});
 // pathfinder: LRA's files from one difficulty directory data_dir (split 80/10/10 in file order),
 // else generated with the seed (train_size / heldout / heldout images) and, when export_dir is
 // given, written there in LRA's layout (kat/pathfinder.h).
-LraData load_lra(const LraOptions& o, const std::string& export_dir = "");
+// kHeldout: the validation and test splits are all the caller needs (evaluating a model); the
+// training split is then left empty where the held-out ones do not depend on it (generated
+// Pathfinder; generated ListOps deduplicates its test split against train, so it is generated).
+enum class LraSplits { kAll, kHeldout };
+LraData load_lra(const LraOptions& o, const std::string& export_dir = "",
+                 LraSplits splits = LraSplits::kAll);
+
+// The data options a checkpoint's run recorded in its trainer_state.json (task, data directory,
+// sizes, generator rules, seed, eval_limit) over `given`; `given` itself when it has no such file.
+LraOptions lra_checkpoint_data_options(const std::string& checkpoint, const LraOptions& given);
 
 // --resume CKPT: the options the run was started with (task, data, seed, schedule, run directory)
 // from CKPT/trainer_state.json; `given` keeps threads, progress, logging and --stop-after, and its

@@ -117,7 +117,7 @@ std::vector<std::string> lra_task_names() {
   return {"listops", "text", "retrieval", "image", "pathfinder"};
 }
 
-LraData load_lra(const LraOptions& o, const std::string& export_dir) {
+LraData load_lra(const LraOptions& o, const std::string& export_dir, LraSplits splits) {
   const std::string &task = o.task, &data_dir = o.data_dir;
   const int64_t train_size = o.train_size, heldout = o.heldout;
   const uint64_t seed = o.seed;
@@ -190,10 +190,14 @@ LraData load_lra(const LraOptions& o, const std::string& export_dir) {
     check(train_size > 0 && heldout > 0, "--train-size and --heldout must be positive");
     PathfinderRules rules;
     rules.dashes = o.contour_dashes, rules.distractors = o.distractors;
-    const ImageDataset train =
-        generate_pathfinder(train_size, Rng::derive(seed, kPathfinderTrain).next_u64(), rules);
     const ImageDataset valid =
         generate_pathfinder(heldout, Rng::derive(seed, kPathfinderValid).next_u64(), rules);
+    // Each split has its own stream: the held-out images do not depend on the training ones.
+    const bool skip_train = splits == LraSplits::kHeldout && export_dir.empty();
+    const ImageDataset train =
+        skip_train ? image_range(valid, 0, 0)
+                   : generate_pathfinder(train_size, Rng::derive(seed, kPathfinderTrain).next_u64(),
+                                         rules);
     const ImageDataset test =
         generate_pathfinder(heldout, Rng::derive(seed, kPathfinderTest).next_u64(), rules);
     if (!export_dir.empty()) {
@@ -278,25 +282,25 @@ double lra_accuracy(SequenceClassifier& model, const SequenceDataset& d, int bat
 namespace {
 
 json options_json(const LraOptions& o) {
-  return {{"task", o.task},
-          {"data_dir", o.data_dir},
-          {"train_size", o.train_size},
-          {"heldout", o.heldout},
-          {"min_length", o.min_length},
-          {"max_length", o.max_length},
-          {"contour_dashes", o.contour_dashes},
-          {"distractors", o.distractors},
-          {"steps", o.steps},
-          {"batch", o.batch},
-          {"lr", o.lr},
-          {"min_lr", o.min_lr},
-          {"weight_decay", o.weight_decay},
-          {"clip", o.clip},
-          {"warmup", o.warmup},
-          {"eval_every", o.eval_every},
-          {"eval_limit", o.eval_limit},
-          {"seed", o.seed},
-          {"init", o.init}};
+  json j = {{"task", o.task},
+            {"data_dir", o.data_dir},
+            {"train_size", o.train_size},
+            {"heldout", o.heldout},
+            {"steps", o.steps},
+            {"batch", o.batch},
+            {"lr", o.lr},
+            {"min_lr", o.min_lr},
+            {"weight_decay", o.weight_decay},
+            {"clip", o.clip},
+            {"warmup", o.warmup},
+            {"eval_every", o.eval_every},
+            {"eval_limit", o.eval_limit},
+            {"seed", o.seed},
+            {"init", o.init}};
+  if (o.task == "listops") j["min_length"] = o.min_length, j["max_length"] = o.max_length;
+  if (o.task == "pathfinder")
+    j["contour_dashes"] = o.contour_dashes, j["distractors"] = o.distractors;
+  return j;
 }
 
 }  // namespace
@@ -311,6 +315,16 @@ LraOptions lra_data_options(const json& j, LraOptions o) {
   o.contour_dashes = j.value("contour_dashes", o.contour_dashes);
   o.distractors = j.value("distractors", o.distractors);
   o.seed = j.value("seed", o.seed);
+  return o;
+}
+
+LraOptions lra_checkpoint_data_options(const std::string& checkpoint, const LraOptions& given) {
+  if (!file_exists(checkpoint_dir(checkpoint) + "/trainer_state.json")) return given;
+  LraOptions o = given;
+  read_trainer_state(checkpoint, [&](const json& j) {
+    o = lra_data_options(j, given);
+    o.eval_limit = j.value("eval_limit", o.eval_limit);
+  });
   return o;
 }
 
