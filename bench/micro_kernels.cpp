@@ -2,13 +2,16 @@
 // against the GELU it replaces on a KAT-T feed-forward activation ([128, 197, 768], 8 groups),
 // LayerNorm, attention and linear layers of KAT-T and of the default 28x28 model, and the language
 // model's kernels: causal attention, linear attention, RoPE, one decode step's attention over the
-// KV cache, and the fused softmax cross-entropy over the byte vocabulary.
+// KV cache, and the fused softmax cross-entropy over the byte vocabulary; linear attention and GLA
+// at kat lra pathfinder's batch, one call against one call per row (BM_MixerBatchRows).
 //
 //   build/micro_kernels [--benchmark_filter=Rational] [--benchmark_repetitions=5]
 //
 // Threads: KAT_THREADS (default: all cores). Bytes/s count every tensor read or written once.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <vector>
 
@@ -142,13 +145,47 @@ void BM_LinearAttentionForwardBackward(benchmark::State& state) {
   const bool causal = state.range(1) != 0;
   const auto qkv = random_vector(T * 3 * C, 14), dout = random_vector(T * C, 15);
   std::vector<float> out(T * C), dqkv(T * 3 * C);
-  std::vector<float> scratch(linear_attention_scratch_floats(T, C, H));
+  std::vector<float> scratch(linear_attention_scratch_floats(1, T, C, H));
   std::vector<float> saved(linear_attention_saved_floats(1, T, C, H, causal));
   for (auto _ : state) {
     linear_attention_forward(out.data(), saved.data(), scratch.data(), qkv.data(), 1, T, C, H,
                              causal);
     linear_attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), saved.data(),
                               qkv.data(), 1, T, C, H, causal, false);
+  }
+}
+
+// args: mixer (0 linear attention, 1 GLA), split (0: one call for the batch, which takes whole
+// rows per thread when it has at least as many rows as threads; 1: one call per row, the threads
+// sharing each row's heads, as every call did before batch lanes). Forward + backward at kat lra
+// pathfinder's shape: batch 256, 1024 pixels, d 32, 2 heads, bidirectional.
+void BM_MixerBatchRows(benchmark::State& state) {
+  const int64_t B = 256, T = 1024, C = 32, H = 2;
+  const bool gla = state.range(0) != 0, per_row = state.range(1) != 0;
+  const auto qkv = random_vector(B * T * 3 * C, 17), dout = random_vector(B * T * C, 18);
+  std::vector<float> gates = random_vector(B * T * C, 19, 0.1f);
+  for (float& g : gates) g = -std::abs(g);  // log decays <= 0
+  std::vector<float> out(B * T * C), dqkv(B * T * 3 * C), dg(B * T * C);
+  std::vector<float> scratch(
+      std::max(linear_attention_scratch_floats(B, T, C, H), gla_scratch_floats(B, T, C, H)));
+  std::vector<float> saved(linear_attention_saved_floats(B, T, C, H, false));
+  auto run = [&](int64_t b, int64_t rows) {  // rows [b, b + rows)
+    const float *x = qkv.data() + b * T * 3 * C, *g = gates.data() + b * T * C,
+                *dy = dout.data() + b * T * C;
+    float *y = out.data() + b * T * C, *dx = dqkv.data() + b * T * 3 * C;
+    if (gla) {
+      gla_forward(y, scratch.data(), x, g, rows, T, C, H, false);
+      gla_backward(dx, dg.data() + b * T * C, scratch.data(), dy, x, g, rows, T, C, H, false,
+                   false);
+      return;
+    }
+    float* s = saved.data() + b * linear_attention_saved_floats(1, T, C, H, false);
+    linear_attention_forward(y, s, scratch.data(), x, rows, T, C, H, false);
+    linear_attention_backward(dx, scratch.data(), dy, y, s, x, rows, T, C, H, false, false);
+  };
+  for (auto _ : state) {
+    if (!per_row) run(0, B);
+    for (int64_t b = 0; per_row && b < B; b++) run(b, 1);
   }
 }
 
@@ -212,6 +249,10 @@ BENCHMARK(BM_CausalAttentionForwardBackward)
 BENCHMARK(BM_LinearAttentionForwardBackward)
     ->Args({4096, 0})
     ->Args({4096, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_MixerBatchRows)
+    ->ArgsProduct({{0, 1}, {0, 1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_RopeForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -70,8 +70,8 @@ int run_child(const Options& o) {
   }
   const int64_t span = mixer_window(m, 0, T);
   int64_t scratch_floats = attention_scratch_floats();
-  if (m == Mixer::Linear) scratch_floats = linear_attention_scratch_floats(T, C, H);
-  if (m == Mixer::Gla) scratch_floats = gla_scratch_floats(T, C, H);
+  if (m == Mixer::Linear) scratch_floats = linear_attention_scratch_floats(1, T, C, H);
+  if (m == Mixer::Gla) scratch_floats = gla_scratch_floats(1, T, C, H);
   if (m == Mixer::Combiner) scratch_floats = combiner_scratch_floats(T, C, H, span);
   if (m == Mixer::Delta) scratch_floats = delta_scratch_floats(T, C, H);
   FloatBuffer scratch(scratch_floats);

@@ -37,7 +37,7 @@ TEST_P(GlaVsReference, Forward) {
   const auto [T, causal, spikes] = GetParam();
   const int64_t B = 2, C = 8, H = 2;
   const auto qkv = randn(B * T * 3 * C, 1), g = gates(B * T * C, 2, spikes ? 7 : 0);
-  std::vector<float> out(B * T * C), scratch(gla_scratch_floats(T, C, H));
+  std::vector<float> out(B * T * C), scratch(gla_scratch_floats(B, T, C, H));
   gla_forward(out.data(), scratch.data(), qkv.data(), g.data(), B, T, C, H, causal);
   std::vector<double> ref(out.size());
   gla_forward_ref(ref.data(), to_double(qkv).data(), to_double(g).data(), B, T, C, H, causal);
@@ -63,7 +63,7 @@ TEST_P(GlaGradients, MatchFiniteDifferencesOfReference) {
   const int64_t B = 2, C = 8, H = 2;
   const auto qkv = randn(B * T * 3 * C, 3), g = gates(B * T * C, 4, 11), R = randn(B * T * C, 5);
   std::vector<float> dqkv(qkv.size(), 0.25f), dg(g.size(), -0.5f);
-  std::vector<float> scratch(gla_scratch_floats(T, C, H));
+  std::vector<float> scratch(gla_scratch_floats(B, T, C, H));
   gla_backward(dqkv.data(), dg.data(), scratch.data(), R.data(), qkv.data(), g.data(), B, T, C, H,
                causal, true);
   auto qd = to_double(qkv), gd = to_double(g);
@@ -98,7 +98,7 @@ TEST(Gla, SequencesLongerThanABlock) {
   for (float& x : g) x *= 0.01f;
   for (bool causal : {false, true}) {
     std::vector<float> out(T * C), dqkv(qkv.size()), dg(g.size());
-    std::vector<float> scratch(gla_scratch_floats(T, C, H));
+    std::vector<float> scratch(gla_scratch_floats(1, T, C, H));
     gla_forward(out.data(), scratch.data(), qkv.data(), g.data(), 1, T, C, H, causal);
     gla_backward(dqkv.data(), dg.data(), scratch.data(), dout.data(), qkv.data(), g.data(), 1, T, C,
                  H, causal, false);
@@ -127,7 +127,7 @@ TEST(Gla, SequencesLongerThanABlock) {
 TEST(Gla, DecodeMatchesCausalForward) {
   const int64_t B = 2, T = 40, C = 8, H = 2, hd = C / H;
   const auto qkv = randn(B * T * 3 * C, 6), g = gates(B * T * C, 7);
-  std::vector<float> out(B * T * C), scratch(gla_scratch_floats(T, C, H));
+  std::vector<float> out(B * T * C), scratch(gla_scratch_floats(B, T, C, H));
   gla_forward(out.data(), scratch.data(), qkv.data(), g.data(), B, T, C, H, true);
   std::vector<float> state(H * hd * hd), step(C);
   for (int64_t b = 0; b < B; b++) {
@@ -157,7 +157,7 @@ TEST_P(GlaLongSequence, StaysFiniteAndMatchesReference) {
   const auto qkv = randn(T * 3 * C, 8), dout = randn(T * C, 9);
   const std::vector<float> g(T * C, gate);
   std::vector<float> out(T * C), dqkv(qkv.size()), dg(g.size());
-  std::vector<float> scratch(gla_scratch_floats(T, C, H));
+  std::vector<float> scratch(gla_scratch_floats(1, T, C, H));
   gla_forward(out.data(), scratch.data(), qkv.data(), g.data(), 1, T, C, H, causal);
   gla_backward(dqkv.data(), dg.data(), scratch.data(), dout.data(), qkv.data(), g.data(), 1, T, C,
                H, causal, false);
@@ -203,7 +203,7 @@ INSTANTIATE_TEST_SUITE_P(Gates, GlaLongSequence,
 TEST(Gla, BackwardWritesOrAdds) {
   const int64_t B = 2, T = 37, C = 8, H = 2;
   const auto qkv = randn(B * T * 3 * C, 10), g = gates(B * T * C, 11), dout = randn(B * T * C, 12);
-  std::vector<float> scratch(gla_scratch_floats(T, C, H));
+  std::vector<float> scratch(gla_scratch_floats(B, T, C, H));
   for (bool causal : {false, true}) {
     const float nan = std::numeric_limits<float>::quiet_NaN();
     std::vector<float> dqkv(qkv.size(), nan), dg(g.size(), nan);

@@ -292,7 +292,7 @@ TEST_P(LinearAttentionVsReference, ForwardAndBackward) {
   const int64_t B = 2, C = 8, H = 2;
   const auto qkv = randn(B * T * 3 * C, 3), dout = randn(B * T * C, 4);
   std::vector<float> out(B * T * C), dqkv(qkv.size(), 0.25f);
-  std::vector<float> scratch(linear_attention_scratch_floats(T, C, H));
+  std::vector<float> scratch(linear_attention_scratch_floats(B, T, C, H));
   std::vector<float> saved(linear_attention_saved_floats(B, T, C, H, causal));
   linear_attention_forward(out.data(), saved.data(), scratch.data(), qkv.data(), B, T, C, H,
                            causal);
@@ -324,7 +324,7 @@ TEST(LinearAttention, SequencesLongerThanABlock) {
   for (bool causal : {false, true}) {
     const auto qkv = randn(B * T * 3 * C, 7), dout = randn(B * T * C, 8), U = randn(qkv.size(), 9);
     std::vector<float> out(B * T * C), dqkv(qkv.size());
-    std::vector<float> scratch(linear_attention_scratch_floats(T, C, H));
+    std::vector<float> scratch(linear_attention_scratch_floats(B, T, C, H));
     std::vector<float> saved(linear_attention_saved_floats(B, T, C, H, causal));
     linear_attention_forward(out.data(), saved.data(), scratch.data(), qkv.data(), B, T, C, H,
                              causal);
@@ -356,7 +356,7 @@ TEST(LinearAttention, StreamedGradientsMatchAddedOnes) {
   for (bool causal : {false, true}) {
     std::vector<float> out(B * T * C), added(qkv.size(), 0.0f);
     FloatBuffer streamed(qkv.size(), 1.0f);  // 64-byte aligned, as the models' buffers
-    std::vector<float> scratch(linear_attention_scratch_floats(T, C, H));
+    std::vector<float> scratch(linear_attention_scratch_floats(B, T, C, H));
     std::vector<float> saved(linear_attention_saved_floats(B, T, C, H, causal));
     linear_attention_forward(out.data(), saved.data(), scratch.data(), qkv.data(), B, T, C, H,
                              causal);
@@ -367,6 +367,43 @@ TEST(LinearAttention, StreamedGradientsMatchAddedOnes) {
     for (size_t i = 0; i < added.size(); i++)
       ASSERT_EQ(streamed[i], added[i]) << (causal ? "causal " : "bidirectional ") << i;
   }
+}
+
+// Linear attention and GLA take whole batch rows per thread when the batch has at least as many
+// rows as threads (kat/parallel.h: batch_lanes), else share each row's heads among the threads:
+// the outputs and gradients are the same to the bit on 1 thread, 3 (3 lanes of 5 rows) and 8.
+TEST(BatchLanes, LinearAttentionAndGlaGiveTheSameValuesHoweverTheyAreSplit) {
+  const int64_t B = 5, T = 70, C = 8, H = 2;
+  const auto qkv = randn(B * T * 3 * C, 12), dout = randn(B * T * C, 13);
+  std::vector<float> g = randn(B * T * C, 14);
+  for (float& v : g) v = -0.5f * std::fabs(v);  // log decays <= 0
+  const int restore = num_threads();
+  for (bool causal : {false, true}) {
+    std::vector<std::vector<float>> first;
+    for (int threads : {1, 3, 8}) {
+      set_num_threads(threads);
+      ASSERT_EQ(batch_lanes(B), threads == 3 ? 3 : 1);
+      std::vector<float> out(B * T * C), dqkv(qkv.size()), gla_out(B * T * C), gla_dqkv(qkv.size()),
+          dg(g.size());
+      std::vector<float> scratch(
+          std::max(linear_attention_scratch_floats(B, T, C, H), gla_scratch_floats(B, T, C, H)));
+      std::vector<float> saved(linear_attention_saved_floats(B, T, C, H, causal));
+      linear_attention_forward(out.data(), saved.data(), scratch.data(), qkv.data(), B, T, C, H,
+                               causal);
+      linear_attention_backward(dqkv.data(), scratch.data(), dout.data(), out.data(), saved.data(),
+                                qkv.data(), B, T, C, H, causal, false);
+      gla_forward(gla_out.data(), scratch.data(), qkv.data(), g.data(), B, T, C, H, causal);
+      gla_backward(gla_dqkv.data(), dg.data(), scratch.data(), dout.data(), qkv.data(), g.data(), B,
+                   T, C, H, causal, false);
+      const std::vector<std::vector<float>> now = {out, dqkv, gla_out, gla_dqkv, dg};
+      if (first.empty()) first = now;
+      for (size_t k = 0; k < now.size(); k++)
+        for (size_t i = 0; i < now[k].size(); i++)
+          ASSERT_EQ(now[k][i], first[k][i])
+              << "result " << k << " at " << i << ", " << threads << " threads, causal " << causal;
+    }
+  }
+  set_num_threads(restore);
 }
 
 TEST(SoftmaxXent, LossAndGradient) {

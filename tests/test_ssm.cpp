@@ -64,7 +64,7 @@ TEST(Ssm, BlockMixerIsMamba2StateSpaceModel) {
     BlockActs a;
     block.plan_acts(take, a, R, B, false);
     FloatBuffer buf;
-    std::vector<float> scratch(block.mixer_scratch_floats(T));
+    std::vector<float> scratch(block.mixer_scratch_floats(B, T));
     take.allocate(buf);
     block.forward(p, x.data(), a, scratch.data(), B, T, Rope{});
     std::vector<double> dt(R * H);  // softplus(dt_proj ln1 + dt_bias), in double

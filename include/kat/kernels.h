@@ -104,7 +104,10 @@ void attention_backward_ref(double* dqkv, const double* dout, const double* qkv,
 // in chunks of 64). O(T d^2) time, O(T d) memory. The forward also keeps what the backward needs
 // in saved[linear_attention_saved_floats]: every query's denominator [B, H, T] and, when
 // bidirectional, every head's S, z [B, H, hd * hd + hd]; the backward needs out and saved.
-int64_t linear_attention_scratch_floats(int64_t T, int64_t C, int64_t H);
+// scratch: *_scratch_floats(B, ...) floats for calls of up to B batch rows at the current thread
+// count. With at least as many rows as threads, each thread takes whole rows (kat/parallel.h:
+// batch_lanes), else the threads share each row's heads; the results are the same.
+int64_t linear_attention_scratch_floats(int64_t B, int64_t T, int64_t C, int64_t H);
 int64_t linear_attention_saved_floats(int64_t B, int64_t T, int64_t C, int64_t H, bool causal);
 void linear_attention_forward(float* out, float* saved, float* scratch, const float* qkv, int64_t B,
                               int64_t T, int64_t C, int64_t H, bool causal);
@@ -123,8 +126,9 @@ void linear_attention_forward_ref(double* out, const double* qkv, int64_t B, int
 // symmetric weight  w_ij = prod_{s = min(i,j)+1 .. max(i,j)} exp(g_s)  (elementwise per key
 // channel), which is a forward scan plus a reverse scan minus the doubled diagonal term.
 // Chunks of 16 tokens; every exponential evaluated is of something <= 0, so any g <= 0 and any T
-// are safe. O(T hd^2) time, O(T hd) memory (scratch, per thread), no saved activations.
-int64_t gla_scratch_floats(int64_t T, int64_t C, int64_t H);
+// are safe. O(T hd^2) time, O(T hd) memory (scratch, per lane as for linear attention), no saved
+// activations.
+int64_t gla_scratch_floats(int64_t B, int64_t T, int64_t C, int64_t H);
 void gla_forward(float* out, float* scratch, const float* qkv, const float* g, int64_t B, int64_t T,
                  int64_t C, int64_t H, bool causal);
 // dqkv[B, T, 3C] and dg[B, T, C]: gradients given dout[B, T, C]; written (accumulate = false) or

@@ -33,6 +33,29 @@ T* thread_buffer(std::size_t n) {
   return buffer.data();
 }
 
+// How a kernel over a batch of sequences splits its work: one batch row per thread at a time when
+// the batch has at least as many rows as there are threads (lanes = threads; each lane needs its
+// own scratch), else one row after another with the threads inside the row, over its heads and
+// positions (lanes = 1: long sequences, small batches).
+inline int64_t batch_lanes(int64_t B) {
+  const int64_t threads = num_threads();
+  return threads > 1 && B >= threads ? threads : 1;
+}
+
+// Runs body(b, lane) for every batch row b in [0, B) as batch_lanes(B) says. Inside a lane the
+// kernel's own parallel loops run on that one thread (kat keeps one active level of parallelism,
+// set_num_threads), so a row computes the same values either way.
+template <class Body>
+void for_each_batch_row(int64_t B, Body&& body) {
+  const int64_t lanes = batch_lanes(B);
+  if (lanes == 1) {
+    for (int64_t b = 0; b < B; b++) body(b, int64_t{0});
+    return;
+  }
+#pragma omp parallel for schedule(dynamic) num_threads(static_cast <int>(lanes))
+  for (int64_t b = 0; b < B; b++) body(b, static_cast<int64_t>(omp_get_thread_num()));
+}
+
 // Deterministic parallel reduction. body(acc) runs once on every thread of a parallel region
 // (split the work inside it with `#pragma omp for`) and adds into that thread's own zeroed
 // accumulator of `width` values; the accumulators are then summed in thread order, so the result

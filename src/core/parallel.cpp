@@ -23,6 +23,9 @@ void set_num_threads(int n) {
       n = std::max(1, n / ranks);
   }
   omp_set_num_threads(n);
+  // One level: a parallel region inside another (a kernel's loops inside for_each_batch_row's
+  // lanes) runs on the thread that meets it.
+  omp_set_max_active_levels(1);
   openblas_set_num_threads(n);
 }
 

@@ -86,7 +86,8 @@ void CausalLM::init(uint64_t seed) {
 
 void CausalLM::plan(int64_t B, int64_t T) {
   State& s = *state_;
-  if (s.rows >= B * T && s.batch_cap >= B && s.threads >= num_threads()) return;
+  // Planned again when the threads change: the mixers' scratch depends on them.
+  if (s.rows >= B * T && s.batch_cap >= B && s.threads == num_threads()) return;
   const LmConfig& c = config_;
   const int64_t d = c.embed_dim, V = c.vocab_size;
   const int64_t rows = std::max(B * T, s.rows), Bc = std::max(B, s.batch_cap);
@@ -98,7 +99,7 @@ void CausalLM::plan(int64_t B, int64_t T) {
   take(s.logits, rows * V), take(s.probs, rows * V), take(s.losses, rows);
   take(s.dres, rows * d), take(s.dlnf, rows * d), take(s.dlogits, rows * V);
   TransformerBlock::plan_work(take, s.work, rows, s.blocks[0].shape(),
-                              s.blocks[0].mixer_scratch_floats(c.context));
+                              s.blocks[0].mixer_scratch_floats(Bc, c.context));
   take.allocate(s.buf);
   s.rows = rows, s.batch_cap = Bc;
   s.threads = num_threads();

@@ -193,7 +193,8 @@ void SequenceClassifier::init(uint64_t seed) {
 void SequenceClassifier::plan(int64_t B, int64_t T) {
   State& s = *state_;
   const int64_t rows = B * T;
-  if (s.rows >= rows && s.batch_cap >= B && s.threads >= num_threads()) return;
+  // Planned again when the threads change: the mixers' scratch depends on them.
+  if (s.rows >= rows && s.batch_cap >= B && s.threads == num_threads()) return;
   const SequenceConfig& c = config_;
   const int64_t d = c.embed_dim, V = c.num_classes;
   const int64_t R = std::max(rows, s.rows), Bc = std::max(B, s.batch_cap);
@@ -205,7 +206,7 @@ void SequenceClassifier::plan(int64_t B, int64_t T) {
   take(s.logits, Bc * V), take(s.probs, Bc * V), take(s.losses, Bc);
   take(s.dres, R * d), take(s.dln, Bc * d), take(s.dpooled, Bc * d), take(s.dlogits, Bc * V);
   TransformerBlock::plan_work(take, s.work, R, s.blocks[0].shape(),
-                              s.blocks[0].mixer_scratch_floats(c.max_len + c.extra_tokens()));
+                              s.blocks[0].mixer_scratch_floats(Bc, c.max_len + c.extra_tokens()));
   take.allocate(s.buf);
   s.rows = R, s.batch_cap = Bc, s.threads = num_threads();
 }

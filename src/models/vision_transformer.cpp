@@ -96,7 +96,8 @@ void VisionTransformer::init(uint64_t seed) {
 
 void VisionTransformer::plan(int64_t B) {
   Acts& a = *acts_;
-  if (a.B >= B && a.threads >= num_threads()) return;
+  // Planned again when the threads change: the mixers' scratch depends on them.
+  if (a.B >= B && a.threads == num_threads()) return;
   const ModelConfig& c = config_;
   const int64_t T = c.tokens(), N = c.num_patches(), d = c.embed_dim;
   const int64_t V = c.num_classes, BT = B * T;
@@ -111,7 +112,7 @@ void VisionTransformer::plan(int64_t B) {
   take(a.dres, BT * d), take(a.dlogits, B * V), take(a.dlnf, B * d), take(a.dcls, B * d);
   take(a.dpe, B * N * d);
   TransformerBlock::plan_work(take, a.work, BT, a.blocks[0].shape(),
-                              a.blocks[0].mixer_scratch_floats(T));
+                              a.blocks[0].mixer_scratch_floats(B, T));
   take.allocate(a.buf);
   a.B = B;
   a.threads = num_threads();

@@ -361,19 +361,19 @@ BlockInitStd TransformerBlock::feed_forward_std(const BlockShape& s, const std::
   return std;
 }
 
-int64_t TransformerBlock::mixer_scratch_floats(int64_t T) const {
+int64_t TransformerBlock::mixer_scratch_floats(int64_t B, int64_t T) const {
   const int64_t d = shape_.dim, H = shape_.heads;
   switch (shape_.mixer) {
     case Mixer::Linear:
-      return linear_attention_scratch_floats(T, d, H);
+      return linear_attention_scratch_floats(B, T, d, H);
     case Mixer::Gla:
-      return gla_scratch_floats(T, d, H);
+      return gla_scratch_floats(B, T, d, H);
     case Mixer::Combiner:
       return combiner_scratch_floats(T, d, H, shape_.window);
     case Mixer::Delta:
       return delta_scratch_floats(T, d, H);
     case Mixer::Ssm:
-      return gla_scratch_floats(T, d, H);
+      return gla_scratch_floats(B, T, d, H);
     case Mixer::Softmax:
     case Mixer::Local:
       break;

@@ -143,8 +143,8 @@ class TransformerBlock {
   // sqrt(1 / E[F(x)^2] / fan_in); 0.02 for the GELU MLP.
   static BlockInitStd feed_forward_std(const BlockShape& shape, const std::string& act_init);
 
-  // Scratch floats the token mixer needs for sequences of up to T tokens.
-  int64_t mixer_scratch_floats(int64_t T) const;
+  // Scratch floats the token mixer needs for up to B sequences of up to T tokens.
+  int64_t mixer_scratch_floats(int64_t B, int64_t T) const;
   // Floats of generation state for a context of `context` tokens: the keys and values (softmax,
   // local; combiner adds the span summaries), the running sums S, z of every head (linear) or S
   // (gla, delta, ssm).

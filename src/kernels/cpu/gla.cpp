@@ -377,16 +377,30 @@ void diagonal(float* out, float* dqkv, const float* dout, const float* qkv, int6
 
 }  // namespace
 
-int64_t gla_scratch_floats(int64_t T, int64_t C, int64_t H) {
+namespace {
+// The scratch of one lane (kat/parallel.h: batch_lanes), with the tiles of the threads that work
+// in it (all of them with one lane, else its own).
+int64_t lane_floats(int64_t T, int64_t C, int64_t H, int64_t lanes) {
   const int64_t hd = C / H;
-  return 2 * C + 8 * block_rows(T) * C + T * C + 2 * H * hd * hd + num_threads() * per_thread(hd);
+  return 2 * C + 8 * block_rows(T) * C + T * C + 2 * H * hd * hd +
+         (lanes == 1 ? num_threads() : 1) * per_thread(hd);
+}
+
+Scratch lane_scratch(float* scratch, int64_t lane, int64_t lanes, int64_t T, int64_t C, int64_t H) {
+  return scratch_of(scratch + lane * lane_floats(T, C, H, lanes), T, C, H);
+}
+}  // namespace
+
+int64_t gla_scratch_floats(int64_t B, int64_t T, int64_t C, int64_t H) {
+  const int64_t lanes = batch_lanes(B);
+  return lanes * lane_floats(T, C, H, lanes);
 }
 
 void gla_forward(float* out, float* scratch, const float* qkv, const float* g, int64_t B, int64_t T,
                  int64_t C, int64_t H, bool causal) {
-  const int64_t hd = C / H, C3 = 3 * C;
-  const Scratch s = scratch_of(scratch, T, C, H);
-  for (int64_t b = 0; b < B; b++) {
+  const int64_t hd = C / H, C3 = 3 * C, lanes = batch_lanes(B);
+  for_each_batch_row(B, [&](int64_t b, int64_t lane) {
+    const Scratch s = lane_scratch(scratch, lane, lanes, T, C, H);
     const float *qb = qkv + b * T * C3, *gb = g + b * T * C;
     float* ob = out + b * T * C;
     for (bool reversed : {false, true}) {
@@ -401,15 +415,15 @@ void gla_forward(float* out, float* scratch, const float* qkv, const float* g, i
           [&](int64_t s0, int64_t n) { store_block(ob, C, s.m.x, o, s0, n, C, H, reversed); });
     }
     if (!causal) diagonal(ob, nullptr, nullptr, qb, T, C, H);
-  }
+  });
 }
 
 void gla_backward(float* dqkv, float* dg, float* scratch, const float* dout, const float* qkv,
                   const float* g, int64_t B, int64_t T, int64_t C, int64_t H, bool causal,
                   bool accumulate) {
-  const int64_t hd = C / H, C3 = 3 * C;
-  const Scratch s = scratch_of(scratch, T, C, H);
-  for (int64_t b = 0; b < B; b++) {
+  const int64_t hd = C / H, C3 = 3 * C, lanes = batch_lanes(B);
+  for_each_batch_row(B, [&](int64_t b, int64_t lane) {
+    const Scratch s = lane_scratch(scratch, lane, lanes, T, C, H);
     const float *qb = qkv + b * T * C3, *gb = g + b * T * C, *dob = dout + b * T * C;
     float *dqb = dqkv + b * T * C3, *dgb = dg + b * T * C;
     for (bool reversed : {false, true}) {
@@ -447,7 +461,7 @@ void gla_backward(float* dqkv, float* dg, float* scratch, const float* dout, con
           });
     }
     if (!causal) diagonal(nullptr, dqb, dob, qb, T, C, H);
-  }
+  });
 }
 
 void gla_decode(float* out, float* state, const float* q, const float* k, const float* v,

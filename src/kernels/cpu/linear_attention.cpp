@@ -237,9 +237,22 @@ void denominator_gradients(const Tiles& t, const float* den, const float* go, in
 
 }  // namespace
 
-int64_t linear_attention_scratch_floats(int64_t T, int64_t C, int64_t H) {
+namespace {
+// The scratch of one lane (kat/parallel.h: batch_lanes): the block copies, every head's carried
+// sums and the tiles of the threads that work in it (all of them with one lane, else its own).
+int64_t lane_floats(int64_t T, int64_t C, int64_t H, int64_t lanes) {
   return head_major_floats(T, C, H) + H * head_state_floats(T, C / H) +
-         num_threads() * per_thread(C / H);
+         (lanes == 1 ? num_threads() : 1) * per_thread(C / H);
+}
+
+Scratch lane_scratch(float* scratch, int64_t lane, int64_t lanes, int64_t T, int64_t C, int64_t H) {
+  return scratch_of(scratch + lane * lane_floats(T, C, H, lanes), T, C, H);
+}
+}  // namespace
+
+int64_t linear_attention_scratch_floats(int64_t B, int64_t T, int64_t C, int64_t H) {
+  const int64_t lanes = batch_lanes(B);
+  return lanes * lane_floats(T, C, H, lanes);
 }
 
 int64_t linear_attention_saved_floats(int64_t B, int64_t T, int64_t C, int64_t H, bool causal) {
@@ -255,10 +268,10 @@ int64_t saved_state_at(int64_t B, int64_t T, int64_t H, int64_t b, int64_t h, in
 
 void linear_attention_forward(float* out, float* saved, float* scratch, const float* qkv, int64_t B,
                               int64_t T, int64_t C, int64_t H, bool causal) {
-  const int64_t hd = C / H, C3 = 3 * C, st = state_floats(hd);
-  const Scratch s = scratch_of(scratch, T, C, H);
+  const int64_t hd = C / H, C3 = 3 * C, st = state_floats(hd), lanes = batch_lanes(B);
   float* den = saved;  // [B, H, T], then the states
-  for (int64_t b = 0; b < B; b++) {
+  for_each_batch_row(B, [&](int64_t b, int64_t lane) {
+    const Scratch s = lane_scratch(scratch, lane, lanes, T, C, H);
     const float* x = qkv + b * T * C3;
     zero_heads(s, T, H, hd);
     if (!causal) {  // the whole sequence's state first, kept for the backward
@@ -293,7 +306,7 @@ void linear_attention_forward(float* out, float* saved, float* scratch, const fl
                        }
                      }
                    });
-  }
+  });
 }
 
 namespace {
@@ -325,12 +338,12 @@ void add_to_gradient_sums(const Tiles& t, int64_t n, int64_t hd) {  // t.A set
 void linear_attention_backward(float* dqkv, float* scratch, const float* dout, const float* out,
                                const float* saved, const float* qkv, int64_t B, int64_t T,
                                int64_t C, int64_t H, bool causal, bool accumulate) {
-  const int64_t hd = C / H, C3 = 3 * C, st = state_floats(hd);
-  const Scratch s = scratch_of(scratch, T, C, H);
+  const int64_t hd = C / H, C3 = 3 * C, st = state_floats(hd), lanes = batch_lanes(B);
   const Store how = accumulate                                ? Store::kAdd
                     : B * T * C3 * int64_t{4} >= kStreamBytes ? Store::kStream
                                                               : Store::kSet;
-  for (int64_t b = 0; b < B; b++) {
+  for_each_batch_row(B, [&](int64_t b, int64_t lane) {
+    const Scratch s = lane_scratch(scratch, lane, lanes, T, C, H);
     const float* x = qkv + b * T * C3;
     const float* g = dout + b * T * C;
     const float* o = out + b * T * C;
@@ -421,7 +434,7 @@ void linear_attention_backward(float* dqkv, float* scratch, const float* dout, c
       if (how == Store::kStream) stream_fence();
     };
     for_each_block(s, kQ | kKV | kG, x, g, o, T, C, H, true, gradients);
-  }
+  });
 }
 
 // ---- Plain double-precision reference: the sums written out per query ----------------------
