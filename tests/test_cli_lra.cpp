@@ -134,22 +134,22 @@ TEST(LraCli, StepsZeroWithInitEvaluatesACheckpoint) {
   };
   const auto last = figures("% after "), best = figures("/best (step ");
   // The data is the one the run recorded (seed, sizes, --eval-limit) unless flags change it.
-  const std::string threads = " --batch 4 --threads 2";
+  const std::string eval_flags = " --batch 4 --threads 2";
   for (const auto& [checkpoint, m] : {std::pair{"last", last}, std::pair{"best", best}}) {
     r = run_kat("lra listops --steps 0 --init " + (dir / ("run/" + std::string(checkpoint))) +
-                threads);
+                eval_flags);
     ASSERT_EQ(r.status, 0) << r.output;
     EXPECT_THAT(r.output,
                 HasSubstr("validation accuracy " + m.first + "% (8 sequences), test accuracy " +
                           m.second + "% (12 sequences)"))
         << checkpoint;
   }
-  r = run_kat("lra listops --steps 0 --init " + (dir / "run/best") + threads + " --seed 1");
+  r = run_kat("lra listops --steps 0 --init " + (dir / "run/best") + eval_flags + " --seed 1");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("generated ListOps (seed 1"));
   EXPECT_THAT(r.output, HasSubstr("(8 sequences), test accuracy"));
   EXPECT_THAT(r.output, HasSubstr("(12 sequences)"));
-  r = run_kat("lra listops --steps 0 --init " + (dir / "run/best") + threads + " --heldout 6");
+  r = run_kat("lra listops --steps 0 --init " + (dir / "run/best") + eval_flags + " --heldout 6");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("(6 sequences)\n"));
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.str()),

@@ -42,6 +42,10 @@ inline int64_t batch_lanes(int64_t B) {
   return threads > 1 && B >= threads ? threads : 1;
 }
 
+// Threads that work inside one lane, each with its own tiles of scratch: all of them when there is
+// one lane, else the lane's own thread.
+inline int64_t threads_in_lane(int64_t lanes) { return lanes == 1 ? num_threads() : 1; }
+
 // Runs body(b, lane) for every batch row b in [0, B) as batch_lanes(B) says. Inside a lane the
 // kernel's own parallel loops run on that one thread (kat keeps one active level of parallelism,
 // set_num_threads), so a row computes the same values either way.

@@ -378,12 +378,11 @@ void diagonal(float* out, float* dqkv, const float* dout, const float* qkv, int6
 }  // namespace
 
 namespace {
-// The scratch of one lane (kat/parallel.h: batch_lanes), with the tiles of the threads that work
-// in it (all of them with one lane, else its own).
+// The scratch of one lane (kat/parallel.h: batch_lanes), with the tiles of its threads.
 int64_t lane_floats(int64_t T, int64_t C, int64_t H, int64_t lanes) {
   const int64_t hd = C / H;
   return 2 * C + 8 * block_rows(T) * C + T * C + 2 * H * hd * hd +
-         (lanes == 1 ? num_threads() : 1) * per_thread(hd);
+         threads_in_lane(lanes) * per_thread(hd);
 }
 
 Scratch lane_scratch(float* scratch, int64_t lane, int64_t lanes, int64_t T, int64_t C, int64_t H) {

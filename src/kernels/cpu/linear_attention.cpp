@@ -239,10 +239,10 @@ void denominator_gradients(const Tiles& t, const float* den, const float* go, in
 
 namespace {
 // The scratch of one lane (kat/parallel.h: batch_lanes): the block copies, every head's carried
-// sums and the tiles of the threads that work in it (all of them with one lane, else its own).
+// sums and the tiles of its threads.
 int64_t lane_floats(int64_t T, int64_t C, int64_t H, int64_t lanes) {
   return head_major_floats(T, C, H) + H * head_state_floats(T, C / H) +
-         (lanes == 1 ? num_threads() : 1) * per_thread(C / H);
+         threads_in_lane(lanes) * per_thread(C / H);
 }
 
 Scratch lane_scratch(float* scratch, int64_t lane, int64_t lanes, int64_t T, int64_t C, int64_t H) {
