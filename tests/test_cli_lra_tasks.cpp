@@ -13,6 +13,7 @@ namespace {
 
 using testing::expect_one_line_error;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing::run_kat;
 using testing::TempDir;
 
@@ -70,6 +71,58 @@ TEST(LraTasksCli, PathfinderDifficultyIsAnOptionThatResumeKeeps) {
   expect_one_line_error(run_kat("lra pathfinder --distractors -1"), "not negative");
   expect_one_line_error(run_kat("lra --resume " + (dir / "easy/last") + " --distractors 0"),
                         "--resume continues a run as it was started");
+}
+
+// Self-pretraining: a run that predicts hidden pixels (--pretrain), resumed as it was started,
+// evaluated on the same fixed masks, then a classifier started from its weights without its head.
+TEST(LraTasksCli, PretrainingThenAClassifierFromIt) {
+  TempDir dir("cli-lra-pretrain");
+  const std::string common =
+      " --batch 4 --eval-every 2 --eval-limit 8 --threads 2 --progress lines --train-size 40 "
+      "--heldout 8";
+  auto r = run_kat(
+      "lra pathfinder --mixer linear --pretrain --mask-ratio 0.3 --steps 4 "
+      "--stop-after 2" +
+      common + " --out " + (dir / "pre"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("kat: pretraining kat_lra_pathfinder_linear"));
+  EXPECT_THAT(r.output, HasSubstr("predicting the 30% of the tokens each step hides"));
+  EXPECT_THAT(r.output, HasSubstr("step 2: validation masked-token accuracy"));
+  EXPECT_THAT(read_text_file(dir / "pre/config.json"), HasSubstr("\"masked_head\": true"));
+  r = run_kat("lra --resume " + (dir / "pre/last") + " --threads 2 --progress lines");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("(resuming at step 2)"));
+  // "hidden tokens (30.00%): validation accuracy V%, test accuracy T% after 4 steps"
+  const size_t at = r.output.find("hidden tokens (30.00%): validation accuracy ");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  const std::string line = r.output.substr(at, r.output.find('\n', at) - at);
+  const std::string valid = line.substr(44, line.find('%', 44) - 44);
+  const size_t t = line.find("test accuracy ") + 14;
+  const std::string test = line.substr(t, line.find('%', t) - t);
+  // Evaluating the checkpoint hides the same pixels of the same images: the same figures.
+  r = run_kat("lra pathfinder --steps 0 --init " + (dir / "pre/last") + " --batch 4 --threads 2");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("hidden tokens (30.00%): validation accuracy " + valid +
+                                  "% (8 sequences), test accuracy " + test + "% (8 sequences)"));
+  // A classifier from it: the same weights but the masked-token head's, the labels trained.
+  r = run_kat("lra pathfinder --init " + (dir / "pre/last") + " --steps 2" + common + " --out " +
+              (dir / "cls"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("kat: training kat_lra_pathfinder_linear"));
+  EXPECT_THAT(r.output, HasSubstr("step 2: validation accuracy"));
+  EXPECT_EQ(read_text_file(dir / "cls/config.json").find("masked_head"), std::string::npos);
+  EXPECT_THAT(read_text_file(dir / "cls/last/trainer_state.json"), Not(HasSubstr("mask_ratio")));
+  // A classifier evaluates its labels; --mask-ratio belongs to pretraining.
+  r = run_kat("lra pathfinder --steps 0 --init " + (dir / "cls/last") + " --threads 2");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, Not(HasSubstr("hidden tokens")));
+  expect_one_line_error(run_kat("lra pathfinder --mask-ratio 0.3 --steps 1"), "--pretrain");
+  expect_one_line_error(
+      run_kat("lra pathfinder --steps 0 --init " + (dir / "cls/last") + " --mask-ratio 0.3"),
+      "--pretrain");
+  expect_one_line_error(run_kat("lra pathfinder --pretrain --mask-ratio 1 --steps 1"), "(0, 1)");
+  expect_one_line_error(run_kat("lra --resume " + (dir / "pre/last") + " --pretrain"),
+                        "cannot change it");
 }
 
 TEST(LraTasksCli, TasksWithoutDataSayWhereItComesFrom) {

@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "gradcheck.h"
+#include "kat/checkpoint.h"
 #include "kat/error.h"
 #include "kat/sequence.h"
 
@@ -147,6 +148,111 @@ TEST(Sequence, NamesConfigAndCheckpointRoundTrip) {
   m.forward(tokens.data(), nullptr, 1, 5);
   back->forward(tokens.data(), nullptr, 1, 5);
   for (int k = 0; k < c.num_classes; k++) EXPECT_EQ(m.logits()[k], back->logits()[k]);
+}
+
+// Self-pretraining: the masked-token loss and its gradients, with mean pooling and learned
+// positions, and with a class token, an end token and rotary positions (the hidden rows then sit
+// one row in).
+void check_masked_gradients(SequenceConfig c) {
+  c.masked_head = true;
+  SequenceClassifier m(c);
+  m.init(4);
+  const int64_t B = 3, T = 9;
+  std::vector<int32_t> tokens(B * T);
+  std::vector<uint8_t> mask(B * T);
+  for (int64_t i = 0; i < B * T; i++)
+    tokens[i] = static_cast<int32_t>((i * 5 + 2) % 18), mask[i] = (i * 7) % 3 == 0;
+  testing::expect_model_gradients(
+      m.params(),
+      [&] { return static_cast<double>(m.forward_masked(tokens.data(), mask.data(), B, T, 0.5f)); },
+      [&] { m.backward(); });
+}
+TEST(SequenceGradients, MaskedTokensKanLinear) {
+  check_masked_gradients(tiny_seq(Ffn::Kan, Mixer::Linear));
+}
+TEST(SequenceGradients, MaskedTokensMlpSoftmaxClassAndEndTokens) {
+  SequenceConfig c = tiny_seq(Ffn::Mlp, Mixer::Softmax);
+  c.global_pool = "token", c.end_token = true, c.positions = "learned+rope";
+  check_masked_gradients(c);
+}
+
+// A hidden token's value reaches the loss only as the target: its prediction is the same whatever
+// it was, while a visible token's value changes the predictions.
+TEST(Sequence, MaskedTokensAreHiddenFromTheModel) {
+  SequenceConfig c = tiny_seq(Ffn::Kan, Mixer::Softmax);
+  c.masked_head = true;
+  SequenceClassifier m(c);
+  m.init(5);
+  std::vector<int32_t> tokens{3, 1, 4, 1, 5, 9, 2, 6};
+  const std::vector<uint8_t> mask{0, 1, 0, 0, 1, 0, 0, 0};
+  const int64_t V = c.vocab_size;
+  auto predictions = [&] {
+    m.forward_masked(tokens.data(), mask.data(), 1, 8);
+    EXPECT_EQ(m.masked_count(), 2);
+    return std::vector<float>(m.masked_logits(), m.masked_logits() + 2 * V);
+  };
+  const std::vector<float> first = predictions();
+  const float loss = m.forward_masked(tokens.data(), mask.data(), 1, 8);
+  tokens[1] = 7;  // hidden
+  EXPECT_EQ(predictions(), first);
+  EXPECT_NE(m.forward_masked(tokens.data(), mask.data(), 1, 8), loss);  // another target
+  tokens[2] = 8;                                                        // visible
+  EXPECT_NE(predictions(), first);
+  // Nothing hidden: no loss, and the backward adds nothing to the head.
+  const std::vector<uint8_t> none(8, 0);
+  m.params().zero_grad();
+  EXPECT_EQ(m.forward_masked(tokens.data(), none.data(), 1, 8), 0.0f);
+  EXPECT_EQ(m.masked_count(), 0);
+  m.backward();
+  const int head = m.params().find("mlm_head.weight");
+  ASSERT_GE(head, 0);
+  const float* g = m.params().grad(head);
+  EXPECT_TRUE(std::all_of(g, g + V * c.embed_dim, [](float x) { return x == 0.0f; }));
+  // The classifier's forward and backward still work on a model with the head.
+  const int32_t label = 2;
+  EXPECT_GT(m.forward(tokens.data(), &label, 1, 8), 0.0f);
+  m.backward();
+}
+
+// The head's tensors are in the config and the checkpoint of a pretraining model; a classifier
+// loads such a checkpoint only when told to skip them, and loading stays strict for any other.
+TEST(Sequence, MaskedHeadCheckpointsLoadIntoClassifiers) {
+  SequenceConfig c = tiny_seq(Ffn::Kan, Mixer::Linear);
+  c.masked_head = true;
+  const SequenceConfig back = sequence_config_from_json(sequence_config_to_json(c), "t");
+  EXPECT_TRUE(back.masked_head);
+  SequenceClassifier pre(c);
+  pre.init(6);
+  for (const std::string& name : SequenceClassifier::masked_head_tensors())
+    EXPECT_GE(pre.params().find(name), 0) << name;
+  testing::TempDir dir("seq-masked");
+  save_sequence_model(dir / "pre", pre);
+  c.masked_head = false;
+  SequenceClassifier cls(c);
+  const std::string file = dir / "pre/model.safetensors";
+  EXPECT_NE(testing::error_of([&] {
+              load_params(file, cls.params(), "t");
+            }).find("unexpected tensor 'mask_token'"),
+            std::string::npos);
+  load_params(file, cls.params(), "t", SequenceClassifier::masked_head_tensors());
+  const int embed = cls.params().find("embed.weight");
+  const int from = pre.params().find("embed.weight");
+  EXPECT_TRUE(std::equal(cls.params().value(embed),
+                         cls.params().value(embed) + cls.params().specs()[embed].size,
+                         pre.params().value(from)));
+  // The other way, the head starts from the model's own values.
+  save_sequence_model(dir / "cls", cls);
+  SequenceClassifier again(back);
+  again.init(7);
+  const int mask = again.params().find("mask_token");
+  const float keep = again.params().value(mask)[0];
+  load_params(dir / "cls/model.safetensors", again.params(), "t",
+              SequenceClassifier::masked_head_tensors());
+  EXPECT_EQ(again.params().value(mask)[0], keep);
+  EXPECT_NE(testing::error_of([&] {
+              load_params(dir / "cls/model.safetensors", again.params(), "t", {"head.bias"});
+            }).find("missing tensor 'mask_token'"),
+            std::string::npos);
 }
 
 TEST(Sequence, BadInputIsAnError) {

@@ -220,6 +220,12 @@ kat downloads nothing.
   --init CKPT            start from the weights of a kat lra checkpoint (its config, then the
                          flags above; the same tensors: e.g. --positions learned+rope on a
                          learned model); a new run, with a fresh optimizer and schedule
+  --pretrain             self-pretraining on the task's own inputs: each step hides a fraction
+                         of the tokens (a learned mask_token in their place) and the model learns
+                         to predict them through a masked-token head; labels are not used and
+                         the accuracies printed are of the hidden tokens. Then --init a
+                         classification run from it (which drops the head)
+  --mask-ratio X         with --pretrain: the fraction of tokens hidden      [0.5]
   --config FILE.json     a sequence-classifier config (model_type "kat-seq")
   --data DIR             task files (see above)
   --train-size N         generated ListOps / Pathfinder training examples   [96000]
@@ -608,6 +614,7 @@ int cmd_eval_lm(int argc, char** argv) {
 
 int report_lra(const LraResult& r) {
   std::cout << "run directory:   " << r.run_dir << "\n" << std::fixed << std::setprecision(2);
+  if (r.mask_ratio > 0) std::cout << "hidden tokens (" << 100 * r.mask_ratio << "%): ";
   if (r.valid_accuracy >= 0)
     std::cout << "validation accuracy " << 100 * r.valid_accuracy << "%, ";
   else
@@ -622,19 +629,23 @@ int report_lra(const LraResult& r) {
 }
 
 // kat lra TASK --init CKPT --steps 0: the accuracy of the checkpoint (as config `c` holds it) on
-// the validation split (its first --eval-limit, as training evaluates) and the whole test split.
+// the validation split (its first --eval-limit, as training evaluates) and the whole test split;
+// of predicting hidden tokens when o.mask_ratio > 0 (a pretraining checkpoint).
 int evaluate_lra(const SequenceConfig& c, const LraData& data, const LraOptions& o) {
   SequenceClassifier model(c);
   load_params(checkpoint_dir(o.init) + "/model.safetensors", model.params(), c.architecture);
-  const double valid = lra_accuracy(model, data.valid, o.batch, o.eval_limit);
-  const double test = lra_accuracy(model, data.test, o.batch, 0);
+  const double valid = lra_accuracy(model, data.valid, o.batch, o.eval_limit, o.mask_ratio);
+  const double test = lra_accuracy(model, data.test, o.batch, 0, o.mask_ratio);
   const int64_t n_valid =
       o.eval_limit > 0 ? std::min(o.eval_limit, data.valid.size()) : data.valid.size();
   std::cout << "checkpoint:      " << o.init << " (" << c.architecture << ", "
             << model.params().total() << " parameters)\n"
             << "data:            " << data.test.source << "\n"
-            << std::fixed << std::setprecision(2) << "validation accuracy " << 100 * valid << "% ("
-            << n_valid << " sequences), test accuracy " << 100 * test << "% (" << data.test.size()
+            << std::fixed;
+  if (o.mask_ratio > 0)
+    std::cout << "hidden tokens (" << std::setprecision(2) << 100 * o.mask_ratio << "%): ";
+  std::cout << std::setprecision(2) << "validation accuracy " << 100 * valid << "% (" << n_valid
+            << " sequences), test accuracy " << 100 * test << "% (" << data.test.size()
             << " sequences)\n";
   return 0;
 }
@@ -646,8 +657,9 @@ int cmd_lra(int argc, char** argv) {
        "export",       "heldout",    "steps",      "batch",          "lr",          "warmup",
        "weight-decay", "eval-every", "eval-limit", "threads",        "seed",        "out",
        "stop-after",   "log-every",  "progress",   "resume",         "pool",        "positions",
-       "init",         "min-length", "max-length", "contour-dashes", "distractors", "rope-theta"},
-      {"overwrite", "end-token"}, "lra");
+       "init",         "min-length", "max-length", "contour-dashes", "distractors", "rope-theta",
+       "mask-ratio"},
+      {"overwrite", "end-token", "pretrain"}, "lra");
   LraOptions o;  // what a resumed run may change too: steps, threads, logging, stop
   o.steps = a.integer("steps", a.has("resume") ? 0 : o.steps);  // 0: the run's own
   o.threads = static_cast<int>(a.integer("threads", 0));
@@ -658,11 +670,11 @@ int cmd_lra(int argc, char** argv) {
         "--log-every must be positive, --threads and --stop-after not negative");
   if (a.has("resume")) {
     for (const char* f :
-         {"mixer",     "window", "ffn",        "pool",         "positions",      "end-token",
-          "init",      "config", "data",       "train-size",   "export",         "heldout",
-          "batch",     "lr",     "warmup",     "weight-decay", "eval-every",     "eval-limit",
-          "seed",      "out",    "min-length", "max-length",   "contour-dashes", "distractors",
-          "rope-theta"})
+         {"mixer",      "window",   "ffn",        "pool",         "positions",      "end-token",
+          "init",       "config",   "data",       "train-size",   "export",         "heldout",
+          "batch",      "lr",       "warmup",     "weight-decay", "eval-every",     "eval-limit",
+          "seed",       "out",      "min-length", "max-length",   "contour-dashes", "distractors",
+          "rope-theta", "pretrain", "mask-ratio"})
       check(!a.has(f), "--resume continues a run as it was started; --", f,
             " cannot change it (--steps, --threads, --stop-after, --log-every and --progress can)");
     o = lra_resume_options(a.str("resume"), o);
@@ -714,7 +726,7 @@ int cmd_lra(int argc, char** argv) {
   if (evaluate_only) {
     for (const char* f :
          {"mixer", "window", "ffn", "pool", "positions", "end-token", "config", "rope-theta", "lr",
-          "warmup", "weight-decay", "eval-every", "stop-after", "out", "overwrite"})
+          "warmup", "weight-decay", "eval-every", "stop-after", "out", "overwrite", "pretrain"})
       check(!a.has(f), "--steps 0 --init evaluates the checkpoint as it was saved; --", f,
             " goes only with training");
     check(dist::size() == 1,
@@ -759,6 +771,15 @@ int cmd_lra(int argc, char** argv) {
     c.grid_width = width;
   }
   if (a.has("end-token")) c.end_token = true;
+  // Self-pretraining: the masked-token head and the ratio of hidden tokens. A run without
+  // --pretrain is a classifier: --init from a pretraining checkpoint drops its head.
+  check(!a.has("mask-ratio") || a.has("pretrain") || (evaluate_only && c.masked_head),
+        "--mask-ratio goes with --pretrain (or --steps 0 --init of a pretraining checkpoint)");
+  if (!evaluate_only) c.masked_head = a.has("pretrain");
+  const double ratio = o.mask_ratio > 0 ? o.mask_ratio : 0.5;  // a checkpoint's run's, or 0.5
+  o.mask_ratio = c.masked_head ? static_cast<float>(a.real("mask-ratio", ratio)) : 0.0f;
+  check(!c.masked_head || (o.mask_ratio > 0 && o.mask_ratio < 1),
+        "--mask-ratio must be in (0, 1), not ", o.mask_ratio);
   // A checkpoint without learned positions takes longer sequences than it was trained on (the
   // second stage of a length curriculum): its max_len bounds no weight.
   if (!o.init.empty() && !a.has("config") && c.positions == "rope")

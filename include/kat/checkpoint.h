@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "kat/model.h"
 #include "kat/optim.h"
@@ -26,10 +27,12 @@ std::unique_ptr<VisionTransformer> load_model(const std::string& path);
 // Loads weights into an existing model of the same configuration.
 void load_weights(const std::string& safetensors_path, VisionTransformer& model);
 // Any model's parameters: model.safetensors + the given config.json text, and back. Loading is
-// strict: every tensor with its shape, nothing else (errors name the tensor).
+// strict: every tensor with its shape, nothing else (errors name the tensor), except the tensors
+// named in `optional`: the model's keep their values when the file lacks them, and the file's are
+// skipped when the model lacks them (a pretraining head, say).
 void save_params(const std::string& dir, const Params& params, const std::string& config_json);
 void load_params(const std::string& safetensors_path, Params& params,
-                 const std::string& architecture);
+                 const std::string& architecture, const std::vector<std::string>& optional = {});
 void load_optimizer(const std::string& dir, const Params& params, AdamW& opt);
 
 }  // namespace kat

@@ -57,8 +57,15 @@ struct LraOptions {
   int64_t stop_after = 0;
   std::string resume;  // a checkpoint directory of the run to continue (set by lra_resume_options)
   // A checkpoint whose weights a new run starts from (the same tensors and shapes; fresh optimizer
-  // and schedule), e.g. to train a model further with rotary positions added.
+  // and schedule), e.g. to train a model further with rotary positions added. The masked-token
+  // head's tensors may be on either side only: a classifier drops them, a pretraining model
+  // starts them from its init.
   std::string init;
+  // > 0: self-pretraining (the model needs masked_head): each step hides this fraction of the
+  // tokens, drawn afresh, and trains the model to predict them; the labels are not used.
+  // Validation and test report the accuracy of predicting hidden tokens, on masks fixed by the
+  // sequence's index.
+  float mask_ratio = 0;
 };
 // Steps, batch, learning rate and evaluation interval are positive (train_lra checks it too).
 void validate(const LraOptions& o);
@@ -104,6 +111,8 @@ struct LraResult {
   int64_t steps = 0;
   // best/: the checkpoint of the best validation accuracy (LRA's model selection) and its test
   // accuracy; best_step is -1 when a resumed checkpoint did not record it.
+  // Accuracies are of the hidden tokens when the run pretrained (mask_ratio > 0).
+  float mask_ratio = 0;
   int64_t best_step = -1;
   double best_valid_accuracy = 0, best_test_accuracy = 0;
 };
@@ -113,7 +122,9 @@ struct LraResult {
 LraResult train_lra(const SequenceConfig& config, const LraData& data, const LraOptions& options,
                     std::ostream& log);
 // Accuracy over the first `limit` sequences (0: all), equal-length neighbours batched together.
+// With mask_ratio > 0, of predicting hidden tokens (forward_masked) instead of the labels: each
+// sequence hides the tokens its index's fixed mask draws, the same on every call.
 double lra_accuracy(SequenceClassifier& model, const SequenceDataset& d, int batch,
-                    int64_t limit = 0);
+                    int64_t limit = 0, float mask_ratio = 0);
 
 }  // namespace kat

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "kat/config.h"
 #include "kat/params.h"
@@ -42,6 +43,8 @@ struct SequenceConfig {
   // A learned end token (end_token, no position row of its own) put after the last token, as
   // LRA codes append <eos>: with rotary positions, attention then sees offsets from the end.
   bool end_token = false;
+  // A masked-token head for self-pretraining (forward_masked): mask_token, mlm_norm, mlm_head.
+  bool masked_head = false;
   int prefix_tokens() const { return global_pool == "token" ? 1 : 0; }
   int suffix_tokens() const { return end_token ? 1 : 0; }
   int extra_tokens() const { return prefix_tokens() + suffix_tokens(); }
@@ -53,8 +56,8 @@ struct SequenceConfig {
 void validate(const SequenceConfig& c);
 // config.json: {"architecture", "model_type": "kat-seq", "vocab_size", "max_len", "num_classes",
 // "embed_dim", "depth", "num_heads", "hidden", "global_pool", "kat": {ffn, mixer, window,
-// rational_groups, act_init, layernorm_eps, positions, rope_theta, grid_width, end_token}}; unknown
-// keys are errors.
+// rational_groups, act_init, layernorm_eps, positions, rope_theta, grid_width, end_token,
+// masked_head}}; unknown keys are errors.
 SequenceConfig sequence_config_from_json(const std::string& text, const std::string& origin);
 // Whether config.json text is a sequence classifier's (model_type "kat-seq"); false for text that
 // is not JSON.
@@ -79,15 +82,34 @@ class SequenceClassifier {
   float forward(const int32_t* tokens, const int32_t* labels, int64_t B, int64_t T,
                 float loss_scale = 1.0f);
   const float* logits() const;  // [B, num_classes]
+
+  // Self-pretraining (Amos et al. 2023, reference/lra.md), with config().masked_head: the tokens
+  // that mask [B, T] marks (non-zero) are hidden, their embeddings replaced by mask_token (their
+  // positions kept), and the model predicts them from the final residual stream through mlm_norm
+  // (LayerNorm) and mlm_head (a linear map to the vocabulary). Returns the mean cross-entropy over
+  // the hidden tokens times `loss_scale` (0 when none is hidden) and keeps what backward() needs.
+  float forward_masked(const int32_t* tokens, const uint8_t* mask, int64_t B, int64_t T,
+                       float loss_scale = 1.0f);
+  // Of the last forward_masked: the hidden tokens (in row-major order) and their logits
+  // [masked_count(), vocab_size].
+  int64_t masked_count() const;
+  const float* masked_logits() const;
+  // The tensors of the masked-token head: a checkpoint may hold them or not (an --init across
+  // pretraining and classification keeps or drops them).
+  static std::vector<std::string> masked_head_tensors();
   // Block `layer`'s q, k, v of the last forward: [B, T + extra_tokens(), 3 * embed_dim] (the
   // class token's row first, the end token's last), heads contiguous (for attention maps;
   // read-only).
   const float* layer_qkv(int layer) const;
-  void backward();  // accumulates into params().grads()
+  void backward();  // of the last forward with labels or forward_masked; accumulates into grads()
 
  private:
   struct State;
   void plan(int64_t B, int64_t T);
+  // Embeddings (mask_token where mask hides a token; mask may be null) and blocks: the final
+  // residual stream [B, T + extra_tokens(), embed_dim].
+  const float* encode(const int32_t* tokens, const uint8_t* mask, int64_t B, int64_t T);
+  void backward_blocks();  // from the state's dres back through the blocks and embeddings
   SequenceConfig config_;
   Params params_;
   std::unique_ptr<State> state_;

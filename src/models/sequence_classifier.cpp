@@ -19,6 +19,7 @@ namespace kat {
 struct SequenceClassifier::State {
   std::vector<TransformerBlock> blocks;
   int embed = -1, pos = -1, cls = -1, end = -1, norm_w = -1, norm_b = -1, head_w = -1, head_b = -1;
+  int mask = -1, mlm_norm_w = -1, mlm_norm_b = -1, mlm_head_w = -1, mlm_head_b = -1;
   int64_t rows = 0, batch_cap = 0;
   int threads = 0;
   FloatBuffer buf;
@@ -27,10 +28,17 @@ struct SequenceClassifier::State {
   std::vector<BlockActs> layers;
   BlockWork work;
   std::vector<int32_t> tokens, labels;
+  // forward_masked: the hidden tokens' rows of the residual stream, their tokens, and the head's
+  // activations and gradients over those rows (sized for the largest call so far).
+  std::vector<uint8_t> hidden;  // [B, n]: the mask of the last forward_masked
+  std::vector<int64_t> mlm_rows;
+  std::vector<int32_t> mlm_targets;
+  std::vector<float> mlm_in, mlm_ln, mlm_mean, mlm_rstd, mlm_logits, mlm_probs, mlm_losses,
+      mlm_dlogits, mlm_dln, mlm_dx;
   RopeTables rope;       // [max_len + extra tokens, head_dim / 2] when rotary
   int64_t B = 0, T = 0;  // T: rows per sequence, the class and end tokens included
   float scale = 1.0f;
-  bool has_loss = false;
+  enum class Loss { kNone, kClasses, kMasked } loss = Loss::kNone;
 };
 
 void validate(const SequenceConfig& c) {
@@ -97,7 +105,7 @@ SequenceConfig sequence_config_from_json(const std::string& text, const std::str
     const nlohmann::json& k = j["kat"];
     check_keys(k,
                {"ffn", "mixer", "window", "rational_groups", "act_init", "layernorm_eps",
-                "positions", "rope_theta", "grid_width", "end_token"},
+                "positions", "rope_theta", "grid_width", "end_token", "masked_head"},
                "kat", origin);
     json_fields::read_ffn_and_mixer(k, c.ffn, c.mixer, c.window, origin);
     if (k.contains("rational_groups")) c.rational_groups = get<int>(k, "rational_groups", origin);
@@ -107,6 +115,7 @@ SequenceConfig sequence_config_from_json(const std::string& text, const std::str
     if (k.contains("rope_theta")) c.rope_theta = get<double>(k, "rope_theta", origin);
     if (k.contains("grid_width")) c.grid_width = get<int>(k, "grid_width", origin);
     if (k.contains("end_token")) c.end_token = get<bool>(k, "end_token", origin);
+    if (k.contains("masked_head")) c.masked_head = get<bool>(k, "masked_head", origin);
   }
   try {
     validate(c);
@@ -125,6 +134,7 @@ std::string sequence_config_to_json(const SequenceConfig& c) {
   if (c.rotary()) k["rope_theta"] = c.rope_theta;
   if (c.rotary_2d()) k["grid_width"] = c.grid_width;
   if (c.end_token) k["end_token"] = true;
+  if (c.masked_head) k["masked_head"] = true;
   if (c.ffn == Ffn::Kan) k["rational_groups"] = c.rational_groups, k["act_init"] = c.act_init;
   const nlohmann::json j = {{"architecture", c.architecture},
                             {"model_type", "kat-seq"},
@@ -165,10 +175,22 @@ SequenceClassifier::SequenceClassifier(const SequenceConfig& config)
   s.norm_b = params_.add("norm.bias", {d}, ParamKind::Norm);
   s.head_w = params_.add("head.weight", {c.num_classes, d}, ParamKind::Weight);
   s.head_b = params_.add("head.bias", {c.num_classes}, ParamKind::Bias);
+  if (c.masked_head) {
+    const std::vector<std::string> names = masked_head_tensors();
+    s.mask = params_.add(names[0], {1, 1, d}, ParamKind::Embedding);
+    s.mlm_norm_w = params_.add(names[1], {d}, ParamKind::Norm);
+    s.mlm_norm_b = params_.add(names[2], {d}, ParamKind::Norm);
+    s.mlm_head_w = params_.add(names[3], {c.vocab_size, d}, ParamKind::Weight);
+    s.mlm_head_b = params_.add(names[4], {c.vocab_size}, ParamKind::Bias);
+  }
   params_.allocate();
 }
 
 SequenceClassifier::~SequenceClassifier() = default;
+
+std::vector<std::string> SequenceClassifier::masked_head_tensors() {
+  return {"mask_token", "mlm_norm.weight", "mlm_norm.bias", "mlm_head.weight", "mlm_head.bias"};
+}
 
 void SequenceClassifier::init(uint64_t seed) {
   const SequenceConfig& c = config_;
@@ -188,6 +210,10 @@ void SequenceClassifier::init(uint64_t seed) {
   const BlockInitStd std = TransformerBlock::feed_forward_std(s.blocks[0].shape(), c.act_init);
   for (const TransformerBlock& b : s.blocks) b.init(params_, rng, std, true, c.act_init);
   fill(s.norm_w, 1), fill(s.norm_b, 0), normal(s.head_w, 0.02f), fill(s.head_b, 0);
+  if (s.mask >= 0) {  // drawn after the classifier's, which keep their values with or without it
+    normal(s.mask, 0.02f), fill(s.mlm_norm_w, 1), fill(s.mlm_norm_b, 0);
+    normal(s.mlm_head_w, 0.02f), fill(s.mlm_head_b, 0);
+  }
 }
 
 void SequenceClassifier::plan(int64_t B, int64_t T) {
@@ -218,13 +244,13 @@ const float* SequenceClassifier::layer_qkv(int layer) const {
   return state_->layers[layer].qkv;
 }
 
-float SequenceClassifier::forward(const int32_t* tokens, const int32_t* labels, int64_t B,
-                                  int64_t T, float loss_scale) {
+const float* SequenceClassifier::encode(const int32_t* tokens, const uint8_t* mask, int64_t B,
+                                        int64_t T) {
   const SequenceConfig& c = config_;
   check(B > 0 && T > 0, "forward: empty batch");
   check(T <= c.max_len, "a sequence of ", T, " tokens is longer than the model's max_len of ",
         c.max_len);
-  const int64_t d = c.embed_dim, V = c.num_classes, BT = B * T;
+  const int64_t d = c.embed_dim, BT = B * T;
   for (int64_t i = 0; i < BT; i++)
     check(tokens[i] >= 0 && tokens[i] < c.vocab_size, "token ", tokens[i], " is outside 0..",
           c.vocab_size - 1);
@@ -240,12 +266,27 @@ float SequenceClassifier::forward(const int32_t* tokens, const int32_t* labels, 
     if (pre)
       for (int64_t k = 0; k < d; k++) row[k] = P.value(s.cls)[k] + (pos ? pos[k] : 0.0f);
     if (s.end >= 0) std::copy(P.value(s.end), P.value(s.end) + d, row + (Tm - 1) * d);
+    for (int64_t t = 0; mask && t < T; t++)  // a hidden token: mask_token at its position
+      if (mask[b * T + t])
+        for (int64_t k = 0; k < d; k++)
+          row[(pre + t) * d + k] = P.value(s.mask)[k] + (pos ? pos[(pre + t) * d + k] : 0.0f);
   }
   const float* x = s.x0;
   for (int l = 0; l < c.depth; l++) {
     s.blocks[l].forward(P, x, s.layers[l], s.work.attn_scratch, B, Tm, s.rope.view());
     x = s.layers[l].res2;
   }
+  s.B = B, s.T = Tm, s.loss = State::Loss::kNone;
+  return x;
+}
+
+float SequenceClassifier::forward(const int32_t* tokens, const int32_t* labels, int64_t B,
+                                  int64_t T, float loss_scale) {
+  const SequenceConfig& c = config_;
+  const float* x = encode(tokens, nullptr, B, T);
+  State& s = *state_;
+  const Params& P = params_;
+  const int64_t d = c.embed_dim, V = c.num_classes, pre = c.prefix_tokens(), Tm = s.T;
   for (int64_t b = 0; b < B; b++) {  // the class token or the mean of the rows, then the norm
     float* p = s.pooled + b * d;
     if (pre) {
@@ -260,11 +301,12 @@ float SequenceClassifier::forward(const int32_t* tokens, const int32_t* labels, 
   layernorm_forward(s.ln, s.ln_mean, s.ln_rstd, s.pooled, P.value(s.norm_w), P.value(s.norm_b), B,
                     d, c.layernorm_eps);
   linear_forward(s.logits, s.ln, P.value(s.head_w), P.value(s.head_b), B, d, V);
-  s.B = B, s.T = Tm, s.has_loss = labels != nullptr;
   if (!labels) return 0.0f;
   for (int64_t b = 0; b < B; b++)
     check(labels[b] >= 0 && labels[b] < V, "label ", labels[b], " is outside 0..", V - 1);
-  s.tokens.assign(tokens, tokens + BT);
+  s.loss = State::Loss::kClasses;
+  s.hidden.clear();
+  s.tokens.assign(tokens, tokens + B * T);
   s.labels.assign(labels, labels + B);
   s.scale = loss_scale;
   softmax_xent_forward(s.losses, s.probs, s.logits, labels, B, V, 0.0f);
@@ -273,12 +315,78 @@ float SequenceClassifier::forward(const int32_t* tokens, const int32_t* labels, 
   return static_cast<float>(sum / B * loss_scale);
 }
 
+float SequenceClassifier::forward_masked(const int32_t* tokens, const uint8_t* mask, int64_t B,
+                                         int64_t T, float loss_scale) {
+  const SequenceConfig& c = config_;
+  check(c.masked_head, c.architecture,
+        ": forward_masked needs a model with the masked-token head (masked_head)");
+  const float* x = encode(tokens, mask, B, T);
+  State& s = *state_;
+  const Params& P = params_;
+  const int64_t d = c.embed_dim, V = c.vocab_size, pre = c.prefix_tokens(), Tm = s.T;
+  s.mlm_rows.clear(), s.mlm_targets.clear();
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t t = 0; t < T; t++)
+      if (mask[b * T + t])
+        s.mlm_rows.push_back(b * Tm + pre + t), s.mlm_targets.push_back(tokens[b * T + t]);
+  const int64_t M = static_cast<int64_t>(s.mlm_rows.size());
+  auto fit = [](std::vector<float>& v, int64_t n) {  // grows only: no allocation once warm
+    if (static_cast<int64_t>(v.size()) < n) v.resize(n);
+  };
+  for (auto* v : {&s.mlm_in, &s.mlm_ln, &s.mlm_dln, &s.mlm_dx}) fit(*v, M * d);
+  for (auto* v : {&s.mlm_logits, &s.mlm_probs, &s.mlm_dlogits}) fit(*v, M * V);
+  for (auto* v : {&s.mlm_mean, &s.mlm_rstd, &s.mlm_losses}) fit(*v, M);
+  for (int64_t m = 0; m < M; m++)
+    std::copy(x + s.mlm_rows[m] * d, x + (s.mlm_rows[m] + 1) * d, s.mlm_in.data() + m * d);
+  s.loss = State::Loss::kMasked;
+  s.tokens.assign(tokens, tokens + B * T);
+  s.hidden.assign(mask, mask + B * T);
+  s.scale = loss_scale;
+  if (M == 0) return 0.0f;
+  layernorm_forward(s.mlm_ln.data(), s.mlm_mean.data(), s.mlm_rstd.data(), s.mlm_in.data(),
+                    P.value(s.mlm_norm_w), P.value(s.mlm_norm_b), M, d, c.layernorm_eps);
+  linear_forward(s.mlm_logits.data(), s.mlm_ln.data(), P.value(s.mlm_head_w), P.value(s.mlm_head_b),
+                 M, d, V);
+  softmax_xent_forward(s.mlm_losses.data(), s.mlm_probs.data(), s.mlm_logits.data(),
+                       s.mlm_targets.data(), M, V, 0.0f);
+  double sum = 0;
+  for (int64_t m = 0; m < M; m++) sum += s.mlm_losses[m];
+  return static_cast<float>(sum / M * loss_scale);
+}
+
+int64_t SequenceClassifier::masked_count() const {
+  return static_cast<int64_t>(state_->mlm_rows.size());
+}
+const float* SequenceClassifier::masked_logits() const { return state_->mlm_logits.data(); }
+
 void SequenceClassifier::backward() {
   State& s = *state_;
-  check(s.has_loss, "backward() needs a forward() with labels first");
+  check(s.loss != State::Loss::kNone,
+        "backward() needs a forward() with labels or a forward_masked() first");
   const SequenceConfig& c = config_;
   Params& P = params_;
-  const int64_t B = s.B, T = s.T, d = c.embed_dim, V = c.num_classes;
+  const int64_t B = s.B, T = s.T, d = c.embed_dim;
+  if (s.loss == State::Loss::kMasked) {
+    const int64_t M = masked_count(), V = c.vocab_size;
+    std::fill(s.dres, s.dres + B * T * d, 0.0f);
+    if (M > 0) {
+      std::fill(s.mlm_dlogits.begin(), s.mlm_dlogits.begin() + M * V, 0.0f);
+      softmax_xent_backward(s.mlm_dlogits.data(), s.mlm_probs.data(), s.mlm_targets.data(), M, V,
+                            0.0f, s.scale / static_cast<float>(M));
+      linear_backward(s.mlm_dln.data(), P.grad(s.mlm_head_w), P.grad(s.mlm_head_b),
+                      s.mlm_dlogits.data(), s.mlm_ln.data(), P.value(s.mlm_head_w), M, d, V, false);
+      std::fill(s.mlm_dx.begin(), s.mlm_dx.begin() + M * d, 0.0f);
+      layernorm_backward(s.mlm_dx.data(), P.grad(s.mlm_norm_w), P.grad(s.mlm_norm_b),
+                         s.mlm_dln.data(), s.mlm_in.data(), s.mlm_mean.data(), s.mlm_rstd.data(),
+                         P.value(s.mlm_norm_w), M, d);
+      for (int64_t m = 0; m < M; m++)
+        std::copy(s.mlm_dx.data() + m * d, s.mlm_dx.data() + (m + 1) * d,
+                  s.dres + s.mlm_rows[m] * d);
+    }
+    backward_blocks();
+    return;
+  }
+  const int64_t V = c.num_classes;
   std::fill(s.dlogits, s.dlogits + B * V, 0.0f);
   softmax_xent_backward(s.dlogits, s.probs, s.labels.data(), B, V, 0.0f, s.scale / B);
   linear_backward(s.dln, P.grad(s.head_w), P.grad(s.head_b), s.dlogits, s.ln, P.value(s.head_w), B,
@@ -286,7 +394,7 @@ void SequenceClassifier::backward() {
   std::fill(s.dpooled, s.dpooled + B * d, 0.0f);
   layernorm_backward(s.dpooled, P.grad(s.norm_w), P.grad(s.norm_b), s.dln, s.pooled, s.ln_mean,
                      s.ln_rstd, P.value(s.norm_w), B, d);
-  const int64_t pre = c.prefix_tokens(), n = T - c.extra_tokens();  // n tokens per sequence
+  const int64_t pre = c.prefix_tokens();
   const float inv = pre ? 0.0f : 1.0f / static_cast<float>(T);
   for (int64_t b = 0; b < B; b++)
     for (int64_t t = 0; t < T; t++)
@@ -294,13 +402,33 @@ void SequenceClassifier::backward() {
   if (pre)
     for (int64_t b = 0; b < B; b++)
       std::copy(s.dpooled + b * d, s.dpooled + (b + 1) * d, s.dres + b * T * d);
+  backward_blocks();
+}
+
+void SequenceClassifier::backward_blocks() {
+  State& s = *state_;
+  const SequenceConfig& c = config_;
+  Params& P = params_;
+  const int64_t B = s.B, T = s.T, d = c.embed_dim;
+  const int64_t pre = c.prefix_tokens(), n = T - c.extra_tokens();  // n tokens per sequence
   for (int l = c.depth - 1; l >= 0; l--) {
     const float* x_in = l == 0 ? s.x0 : s.layers[l - 1].res2;
     s.blocks[l].backward(P, s.dres, x_in, s.layers[l], s.work, B, T, s.rope.view());
   }
   float* dpos = s.pos >= 0 ? P.grad(s.pos) : nullptr;
   for (int64_t b = 0; b < B; b++) {
-    const float* drow = s.dres + b * T * d;
+    float* drow = s.dres + b * T * d;
+    // A hidden token's row came from mask_token and its position: its gradient goes there and
+    // not to the token's embedding.
+    for (int64_t t = 0; !s.hidden.empty() && t < n; t++) {
+      if (!s.hidden[b * n + t]) continue;
+      float* g = drow + (pre + t) * d;
+      for (int64_t k = 0; k < d; k++) {
+        P.grad(s.mask)[k] += g[k];
+        if (dpos) dpos[(pre + t) * d + k] += g[k];
+        g[k] = 0.0f;
+      }
+    }
     embedding_backward(P.grad(s.embed), dpos ? dpos + pre * d : nullptr, drow + pre * d,
                        s.tokens.data() + b * n, n, n, d);
     for (int64_t k = 0; pre && k < d; k++) {

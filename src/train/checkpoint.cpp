@@ -54,18 +54,21 @@ void save_optimizer(const std::string& dir, const Params& params, AdamW& opt) {
                    {{"step", std::to_string(opt.steps())}});
 }
 
-void load_params(const std::string& path, Params& p, const std::string& architecture) {
+void load_params(const std::string& path, Params& p, const std::string& architecture,
+                 const std::vector<std::string>& optional) {
   const SafetensorsFile f = SafetensorsFile::load(path);
+  const std::set<std::string> may_skip(optional.begin(), optional.end());
   std::set<std::string> expected;
   for (size_t i = 0; i < p.specs().size(); i++) {
     const ParamSpec& s = p.specs()[i];
     expected.insert(s.name);
+    if (!f.contains(s.name) && may_skip.count(s.name) > 0) continue;
     check(f.contains(s.name), path, ": missing tensor '", s.name, "' ", shape_str(s.shape));
     f.read_f32(s.name, s.shape, p.value(static_cast<int>(i)));
   }
   for (const std::string& name : f.names())
-    check(expected.count(name) > 0, path, ": unexpected tensor '", name, "' (not part of a ",
-          architecture, " model)");
+    check(expected.count(name) > 0 || may_skip.count(name) > 0, path, ": unexpected tensor '", name,
+          "' (not part of a ", architecture, " model)");
 }
 
 void load_weights(const std::string& path, VisionTransformer& model) {

@@ -39,8 +39,22 @@ enum Purpose : uint64_t {
   kPathfinderTrain = 10,
   kPathfinderValid = 11,
   kPathfinderTest = 12,
-  kImdbValid = 13
+  kImdbValid = 13,
+  kLraMasks = 14,
+  kLraEvalMasks = 15
 };
+
+// The mask of `count` sequences of T tokens: sequence b hides each token with probability `ratio`,
+// drawn from its own stream (counter first + b), so a sequence's mask does not depend on what
+// else shares its call.
+void draw_masks(std::vector<uint8_t>& mask, int64_t count, int64_t T, float ratio, uint64_t seed,
+                uint64_t purpose, uint64_t first) {
+  mask.resize(count * T);
+  for (int64_t b = 0; b < count; b++) {
+    Rng rng = Rng::derive(seed, purpose, first + static_cast<uint64_t>(b));
+    for (int64_t t = 0; t < T; t++) mask[b * T + t] = rng.uniform() < ratio ? 1 : 0;
+  }
+}
 
 SequenceDataset from_listops(const std::vector<ListOpsExample>& examples, std::string source) {
   SequenceDataset d;
@@ -240,43 +254,63 @@ SequenceConfig lra_config(const std::string& task, const LraData& data) {
 
 namespace {
 
-// Correct predictions on sequences [first, end).
-int64_t count_correct(SequenceClassifier& model, const SequenceDataset& d, int batch, int64_t first,
-                      int64_t end) {
+// Correct predictions and predictions made on sequences [first, end): of the labels, or with
+// mask_ratio > 0 of the tokens each sequence's fixed mask hides.
+struct Counts {
+  double correct = 0, total = 0;
+};
+Counts count_correct(SequenceClassifier& model, const SequenceDataset& d, int batch, int64_t first,
+                     int64_t end, float mask_ratio) {
   std::vector<int64_t> idx(end - first);
   for (int64_t i = first; i < end; i++) idx[i - first] = i;
   const int64_t n = end - first;
   std::vector<int32_t> tokens, labels;
-  int64_t correct = 0;
-  const int64_t V = model.config().num_classes;
+  std::vector<uint8_t> mask;
+  Counts counts;
+  auto argmax = [](const float* z, int64_t V) { return std::max_element(z, z + V) - z; };
   for (int64_t at = 0; at < n; at += batch) {
     const int64_t m = std::min<int64_t>(batch, n - at);
     for_equal_lengths(d, idx.data() + at, m, [&](int64_t first, int64_t count) {
       const int64_t T = gather(d, idx.data() + at + first, count, tokens, labels);
-      model.forward(tokens.data(), nullptr, count, T);
-      const float* z = model.logits();
-      for (int64_t b = 0; b < count; b++)
-        correct += (std::max_element(z + b * V, z + (b + 1) * V) - (z + b * V)) == labels[b];
+      if (mask_ratio <= 0) {
+        model.forward(tokens.data(), nullptr, count, T);
+        const int64_t V = model.config().num_classes;
+        for (int64_t b = 0; b < count; b++)
+          counts.correct += argmax(model.logits() + b * V, V) == labels[b];
+        counts.total += static_cast<double>(count);
+        return;
+      }
+      draw_masks(mask, count, T, mask_ratio, 0, kLraEvalMasks,
+                 static_cast<uint64_t>(idx[at + first]));
+      model.forward_masked(tokens.data(), mask.data(), count, T);
+      const int64_t V = model.config().vocab_size;
+      int64_t k = 0;  // the hidden tokens, in the order forward_masked took them
+      for (int64_t i = 0; i < count * T; i++)
+        if (mask[i]) counts.correct += argmax(model.masked_logits() + k++ * V, V) == tokens[i];
+      counts.total += static_cast<double>(k);
     });
   }
-  return correct;
+  return counts;
 }
 
 // Every rank tests its shard of the first `limit` sequences; the counts come together.
 double lra_accuracy_ranks(SequenceClassifier& model, const SequenceDataset& d, int batch,
-                          int64_t limit) {
+                          int64_t limit, float mask_ratio) {
   const int64_t n = limit > 0 ? std::min(limit, d.size()) : d.size();
   const dist::Shard s = dist::shard(n);
-  double correct = static_cast<double>(count_correct(model, d, batch, s.begin, s.begin + s.count));
-  dist::sum(&correct, 1, "evaluation");
-  return correct / static_cast<double>(n);
+  const Counts c = count_correct(model, d, batch, s.begin, s.begin + s.count, mask_ratio);
+  double sums[2] = {c.correct, c.total};
+  dist::sum(sums, 2, "evaluation");
+  return sums[0] / std::max(1.0, sums[1]);
 }
 
 }  // namespace
 
-double lra_accuracy(SequenceClassifier& model, const SequenceDataset& d, int batch, int64_t limit) {
+double lra_accuracy(SequenceClassifier& model, const SequenceDataset& d, int batch, int64_t limit,
+                    float mask_ratio) {
   const int64_t n = limit > 0 ? std::min(limit, d.size()) : d.size();
-  return static_cast<double>(count_correct(model, d, batch, 0, n)) / static_cast<double>(n);
+  const Counts c = count_correct(model, d, batch, 0, n, mask_ratio);
+  return c.correct / std::max(1.0, c.total);
 }
 
 namespace {
@@ -297,6 +331,7 @@ json options_json(const LraOptions& o) {
             {"eval_limit", o.eval_limit},
             {"seed", o.seed},
             {"init", o.init}};
+  if (o.mask_ratio > 0) j["mask_ratio"] = o.mask_ratio;
   if (o.task == "listops") j["min_length"] = o.min_length, j["max_length"] = o.max_length;
   if (o.task == "pathfinder")
     j["contour_dashes"] = o.contour_dashes, j["distractors"] = o.distractors;
@@ -324,6 +359,7 @@ LraOptions lra_checkpoint_data_options(const std::string& checkpoint, const LraO
   read_trainer_state(checkpoint, [&](const json& j) {
     o = lra_data_options(j, given);
     o.eval_limit = j.value("eval_limit", o.eval_limit);
+    o.mask_ratio = j.value("mask_ratio", 0.0f);
   });
   return o;
 }
@@ -344,6 +380,7 @@ LraOptions lra_resume_options(const std::string& checkpoint, const LraOptions& g
     o.eval_every = j.at("eval_every").get<int64_t>();
     o.eval_limit = j.at("eval_limit").get<int64_t>();
     o.init = j.value("init", "");
+    o.mask_ratio = j.value("mask_ratio", 0.0f);
   });
   o.out_dir = state.at("run_dir").get<std::string>();
   o.resume = state.at("resume_dir").get<std::string>();
@@ -356,6 +393,8 @@ void validate(const LraOptions& o) {
         "--export or --init)");
   check(o.contour_dashes >= 2 && o.distractors >= 0,
         "--contour-dashes must be at least 2 and --distractors not negative");
+  check(o.mask_ratio >= 0 && o.mask_ratio < 1, "--mask-ratio must be in (0, 1), not ",
+        o.mask_ratio);
 }
 
 LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const LraOptions& o,
@@ -367,9 +406,12 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
   SequenceClassifier fresh(loaded ? loaded->config() : config_in);
   SequenceClassifier& model = loaded ? *loaded : fresh;
   const SequenceConfig& config = model.config();
-  if (!loaded && o.init.empty()) model.init(o.seed);
-  if (!loaded && !o.init.empty())  // strict: every tensor comes from the checkpoint
-    load_params(checkpoint_dir(o.init) + "/model.safetensors", model.params(), config.architecture);
+  check(o.mask_ratio == 0 || config.masked_head, config.architecture,
+        ": pretraining needs the masked-token head (masked_head in the config)");
+  if (!loaded) model.init(o.seed);
+  if (!loaded && !o.init.empty())  // every tensor from the checkpoint but the masked-token head's
+    load_params(checkpoint_dir(o.init) + "/model.safetensors", model.params(), config.architecture,
+                SequenceClassifier::masked_head_tensors());
   check(data.train.max_length() <= config.max_len && data.test.max_length() <= config.max_len,
         "the data has sequences of up to ",
         std::max(data.train.max_length(), data.test.max_length()),
@@ -409,20 +451,25 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
   Progress progress(root_log(log), o.progress == 1 || (o.progress == -1 && isatty(STDERR_FILENO)));
   {
     std::ostringstream s;
-    s << "kat: training " << config.architecture << " (" << model.params().total()
-      << " parameters, " << (config.ffn == Ffn::Kan ? "kan" : "mlp") << " feed-forward, "
-      << mixer_name(config.mixer) << " mixer) on " << data.train.size() << " sequences of "
-      << data.train.source << " (up to " << data.train.max_length() << " tokens); " << o.steps
-      << " steps of " << batch_text(o.batch) << ", " << num_threads() << " threads -> " << out;
+    s << "kat: " << (o.mask_ratio > 0 ? "pretraining " : "training ") << config.architecture << " ("
+      << model.params().total() << " parameters, " << (config.ffn == Ffn::Kan ? "kan" : "mlp")
+      << " feed-forward, " << mixer_name(config.mixer) << " mixer) on " << data.train.size()
+      << " sequences of " << data.train.source << " (up to " << data.train.max_length()
+      << " tokens); " << o.steps << " steps of " << batch_text(o.batch) << ", " << num_threads()
+      << " threads -> " << out;
     if (step > 0) s << " (resuming at step " << step << ")";
     if (!loaded && !o.init.empty()) s << " (starting from the weights of " << o.init << ")";
+    if (o.mask_ratio > 0)
+      s << "; predicting the " << o.mask_ratio * 100 << "% of the tokens each step hides";
     progress.message(s.str());
   }
   InterruptGuard interrupt;
   std::vector<int32_t> tokens, labels;
+  std::vector<uint8_t> mask;
   std::vector<int64_t> idx(o.batch);  // the whole batch; this rank trains on its part
   LraResult result;
   result.run_dir = out;
+  result.mask_ratio = o.mask_ratio;
   const double t0 = now_seconds();
   double t_window = t0, window_loss = 0, window_sync = 0;
   int64_t window_steps = 0;
@@ -439,8 +486,14 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
     double local_loss = 0;
     for_equal_lengths(data.train, idx.data() + first, local, [&](int64_t at, int64_t count) {
       const int64_t T = gather(data.train, idx.data() + first + at, count, tokens, labels);
-      local_loss += model.forward(tokens.data(), labels.data(), count, T,
-                                  static_cast<float>(count) / static_cast<float>(local));
+      const float scale = static_cast<float>(count) / static_cast<float>(local);
+      if (o.mask_ratio > 0) {  // sequence j of the step's whole batch: mask stream step * batch + j
+        draw_masks(mask, count, T, o.mask_ratio, o.seed, kLraMasks,
+                   static_cast<uint64_t>(step * o.batch + first + at));
+        local_loss += model.forward_masked(tokens.data(), mask.data(), count, T, scale);
+      } else {
+        local_loss += model.forward(tokens.data(), labels.data(), count, T, scale);
+      }
       if (at + count == local) sync.overlap_next_backward();  // the last backward of the step
       model.backward();
     });
@@ -470,15 +523,15 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
       t_window = t, window_loss = 0, window_steps = 0, window_sync = sync.seconds();
     }
     if (step % o.eval_every == 0 || step == o.steps) {
-      const double acc =
-          lra_accuracy_ranks(model, data.valid, static_cast<int>(local), o.eval_limit);
+      const double acc = lra_accuracy_ranks(model, data.valid, static_cast<int>(local),
+                                            o.eval_limit, o.mask_ratio);
       const bool is_best = acc > best;
       best = std::max(best, acc);
       if (is_best) best_step = step;
       std::ostringstream s;
-      s << "step " << step << ": validation accuracy " << std::fixed << std::setprecision(2)
-        << 100 * acc << "%" << (is_best ? " (best)" : "") << ", "
-        << format_duration(now_seconds() - t0) << " elapsed";
+      s << "step " << step << ": validation " << (o.mask_ratio > 0 ? "masked-token " : "")
+        << "accuracy " << std::fixed << std::setprecision(2) << 100 * acc << "%"
+        << (is_best ? " (best)" : "") << ", " << format_duration(now_seconds() - t0) << " elapsed";
       progress.message(s.str());
       metrics.write(
           {{"kind", "eval"}, {"step", step}, {"valid_acc", acc}, {"time_s", now_seconds() - t0}});
@@ -496,7 +549,8 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
   }
   result.steps = step;
   result.train_seconds = now_seconds() - t0;
-  result.test_accuracy = lra_accuracy_ranks(model, data.test, static_cast<int>(local), 0);
+  result.test_accuracy =
+      lra_accuracy_ranks(model, data.test, static_cast<int>(local), 0, o.mask_ratio);
   metrics.write({{"kind", "test"}, {"step", step}, {"test_acc", result.test_accuracy}});
   // LRA picks the model by validation accuracy: best/ is tested too when it is another model.
   result.best_step = best_step, result.best_valid_accuracy = best;
@@ -506,7 +560,7 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
     dist::sum(&token, 1, "barrier");  // rank 0 has written best/ before any rank reads it
     const auto best_model = load_sequence_model(out + "/best");
     result.best_test_accuracy =
-        lra_accuracy_ranks(*best_model, data.test, static_cast<int>(local), 0);
+        lra_accuracy_ranks(*best_model, data.test, static_cast<int>(local), 0, o.mask_ratio);
     metrics.write(
         {{"kind", "test_best"}, {"step", best_step}, {"test_acc", result.best_test_accuracy}});
   }
