@@ -68,10 +68,10 @@ float max_weight_difference(const std::string& a_dir, const std::string& b_dir) 
   return worst;
 }
 
-// The three kinds of training run: the command word and its arguments without --batch, --out
+// The kinds of training run: a name, the command word and its arguments without --batch, --out
 // and --stop-after.
 struct Kind {
-  std::string command, args;
+  std::string name, command, args;
 };
 
 std::vector<Kind> kinds(const TempDir& dir) {
@@ -79,10 +79,16 @@ std::vector<Kind> kinds(const TempDir& dir) {
   std::string text;
   for (int i = 0; i < 200; i++) text += "The quick brown fox " + std::to_string(i) + " jumps.\n";
   write_file_atomic(dir / "text.txt", text);
-  return {{"train", "--train-limit 128 --test-limit 40 --epochs 1"},
-          {"train-lm", "--config " + (dir / "lm.json") + " --text " + (dir / "text.txt") +
-                           " --steps 6 --eval-every 2 --eval-tokens 64"},
-          {"lra", "listops --train-size 40 --heldout 12 --steps 6 --eval-every 2 --eval-limit 8"}};
+  return {{"train", "train", "--train-limit 128 --test-limit 40 --epochs 1"},
+          {"train-lm", "train-lm",
+           "--config " + (dir / "lm.json") + " --text " + (dir / "text.txt") +
+               " --steps 6 --eval-every 2 --eval-tokens 64"},
+          {"lra", "lra",
+           "listops --train-size 40 --heldout 12 --steps 6 --eval-every 2 --eval-limit 8"},
+          // Each rank hides the pixels one process would hide in its part of the batch.
+          {"lra-pretrain", "lra",
+           "pathfinder --pretrain --mixer linear --train-size 40 --heldout 8 --steps 6 "
+           "--eval-every 2 --eval-limit 8"}};
 }
 
 const char* const kQuiet = " --threads 1 --progress lines";
@@ -101,25 +107,28 @@ class Distributed : public ::testing::Test {
 TEST_F(Distributed, TwoRanksTrainTheWeightsOfOneRankWithTheDoubledBatch) {
   TempDir dir("mpi-equal");
   for (const Kind& k : kinds(dir)) {
-    SCOPED_TRACE(k.command);
+    SCOPED_TRACE(k.name);
     const std::string run = k.command + " " + k.args + kQuiet;
-    const std::string one = dir / (k.command + "-1"), two = dir / (k.command + "-2");
+    const std::string one = dir / (k.name + "-1"), two = dir / (k.name + "-2");
     RunResult r = run_kat(run + " --batch 8 --stop-after 4 --out " + one);
     ASSERT_EQ(r.status, 0) << r.output;
     r = run_mpi(2, run + " --batch 4 --stop-after 4 --out " + two);
     ASSERT_EQ(r.status, 0) << r.output;
     EXPECT_THAT(r.output, HasSubstr("8 (2 ranks x 4)"));
-    const std::string start = "kat: training";  // rank 0 alone reports
+    const std::string start = k.args.find("--pretrain") == std::string::npos
+                                  ? "kat: training"
+                                  : "kat: pretraining";  // rank 0 alone reports
+    EXPECT_THAT(r.output, HasSubstr(start));
     EXPECT_EQ(r.output.find(start), r.output.rfind(start)) << r.output;
     const float diff = max_weight_difference(one + "/last", two + "/last");
     EXPECT_LT(diff, 1e-5f);
-    std::cerr << k.command << ": largest weight difference, 1 rank x 8 vs 2 ranks x 4: " << diff
+    std::cerr << k.name << ": largest weight difference, 1 rank x 8 vs 2 ranks x 4: " << diff
               << "\n";
 
     // 2 ranks -> 1 rank, and 1 rank -> 2 ranks, each from step 2 to step 4.
     const std::string resume = k.command + " --resume ";
     for (const auto& [from, to] : {std::pair{2, 1}, std::pair{1, 2}}) {
-      const std::string part = dir / (k.command + "-from" + std::to_string(from));
+      const std::string part = dir / (k.name + "-from" + std::to_string(from));
       const std::string batch = from == 2 ? " --batch 4" : " --batch 8";
       r = from == 2 ? run_mpi(2, run + batch + " --stop-after 2 --out " + part)
                     : run_kat(run + batch + " --stop-after 2 --out " + part);

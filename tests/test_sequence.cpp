@@ -214,6 +214,31 @@ TEST(Sequence, MaskedTokensAreHiddenFromTheModel) {
   m.backward();
 }
 
+// The masked loss is a mean over sequences (of each one's mean over its hidden tokens), so a batch
+// split over calls (or ranks) with loss_scale = its share has the same loss and gradients, however
+// many tokens each part hides.
+TEST(Sequence, MaskedLossIsTheSameHoweverTheBatchSplits) {
+  SequenceConfig c = tiny_seq(Ffn::Kan, Mixer::Linear);
+  c.masked_head = true;
+  SequenceClassifier m(c);
+  m.init(8);
+  const int64_t B = 3, T = 6;
+  const std::vector<int32_t> tokens{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 0};
+  const std::vector<uint8_t> mask{1, 0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 1, 0, 0, 1, 0, 1, 0};
+  m.params().zero_grad();
+  const float whole = m.forward_masked(tokens.data(), mask.data(), B, T);
+  m.backward();
+  const std::vector<float> grads = m.params().grads();
+  m.params().zero_grad();
+  float parts = m.forward_masked(tokens.data(), mask.data(), 1, T, 1.0f / 3);
+  m.backward();
+  parts += m.forward_masked(tokens.data() + T, mask.data() + T, 2, T, 2.0f / 3);
+  m.backward();
+  EXPECT_NEAR(parts, whole, 1e-6f);
+  for (size_t i = 0; i < grads.size(); i++)
+    ASSERT_NEAR(m.params().grads()[i], grads[i], 1e-6f + 1e-5f * std::fabs(grads[i])) << i;
+}
+
 // The head's tensors are in the config and the checkpoint of a pretraining model; a classifier
 // loads such a checkpoint only when told to skip them, and loading stays strict for any other.
 TEST(Sequence, MaskedHeadCheckpointsLoadIntoClassifiers) {

@@ -86,8 +86,10 @@ class SequenceClassifier {
   // Self-pretraining (Amos et al. 2023, reference/lra.md), with config().masked_head: the tokens
   // that mask [B, T] marks (non-zero) are hidden, their embeddings replaced by mask_token (their
   // positions kept), and the model predicts them from the final residual stream through mlm_norm
-  // (LayerNorm) and mlm_head (a linear map to the vocabulary). Returns the mean cross-entropy over
-  // the hidden tokens times `loss_scale` (0 when none is hidden) and keeps what backward() needs.
+  // (LayerNorm) and mlm_head (a linear map to the vocabulary). Returns the mean over the sequences
+  // of each one's mean cross-entropy over its hidden tokens (0 for a sequence with none), times
+  // `loss_scale`, so that a batch split over calls or ranks has the same loss; keeps what
+  // backward() needs.
   float forward_masked(const int32_t* tokens, const uint8_t* mask, int64_t B, int64_t T,
                        float loss_scale = 1.0f);
   // Of the last forward_masked: the hidden tokens (in row-major order) and their logits

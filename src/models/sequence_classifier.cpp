@@ -30,8 +30,8 @@ struct SequenceClassifier::State {
   std::vector<int32_t> tokens, labels;
   // forward_masked: the hidden tokens' rows of the residual stream, their tokens, and the head's
   // activations and gradients over those rows (sized for the largest call so far).
-  std::vector<uint8_t> hidden;  // [B, n]: the mask of the last forward_masked
-  std::vector<int64_t> mlm_rows;
+  std::vector<uint8_t> hidden;               // [B, n]: the mask of the last forward_masked
+  std::vector<int64_t> mlm_rows, mlm_first;  // mlm_first[b]: sequence b's first hidden row
   std::vector<int32_t> mlm_targets;
   std::vector<float> mlm_in, mlm_ln, mlm_mean, mlm_rstd, mlm_logits, mlm_probs, mlm_losses,
       mlm_dlogits, mlm_dln, mlm_dx;
@@ -324,11 +324,13 @@ float SequenceClassifier::forward_masked(const int32_t* tokens, const uint8_t* m
   State& s = *state_;
   const Params& P = params_;
   const int64_t d = c.embed_dim, V = c.vocab_size, pre = c.prefix_tokens(), Tm = s.T;
-  s.mlm_rows.clear(), s.mlm_targets.clear();
-  for (int64_t b = 0; b < B; b++)
+  s.mlm_rows.clear(), s.mlm_targets.clear(), s.mlm_first.assign(1, 0);
+  for (int64_t b = 0; b < B; b++) {
     for (int64_t t = 0; t < T; t++)
       if (mask[b * T + t])
         s.mlm_rows.push_back(b * Tm + pre + t), s.mlm_targets.push_back(tokens[b * T + t]);
+    s.mlm_first.push_back(static_cast<int64_t>(s.mlm_rows.size()));
+  }
   const int64_t M = static_cast<int64_t>(s.mlm_rows.size());
   auto fit = [](std::vector<float>& v, int64_t n) {  // grows only: no allocation once warm
     if (static_cast<int64_t>(v.size()) < n) v.resize(n);
@@ -349,9 +351,14 @@ float SequenceClassifier::forward_masked(const int32_t* tokens, const uint8_t* m
                  M, d, V);
   softmax_xent_forward(s.mlm_losses.data(), s.mlm_probs.data(), s.mlm_logits.data(),
                        s.mlm_targets.data(), M, V, 0.0f);
-  double sum = 0;
-  for (int64_t m = 0; m < M; m++) sum += s.mlm_losses[m];
-  return static_cast<float>(sum / M * loss_scale);
+  double sum = 0;  // of each sequence's mean over its hidden tokens
+  for (int64_t b = 0; b < B; b++) {
+    const int64_t first = s.mlm_first[b], n = s.mlm_first[b + 1] - first;
+    double seq = 0;
+    for (int64_t m = first; m < first + n; m++) seq += s.mlm_losses[m];
+    if (n > 0) sum += seq / static_cast<double>(n);
+  }
+  return static_cast<float>(sum / B * loss_scale);
 }
 
 int64_t SequenceClassifier::masked_count() const {
@@ -371,8 +378,13 @@ void SequenceClassifier::backward() {
     std::fill(s.dres, s.dres + B * T * d, 0.0f);
     if (M > 0) {
       std::fill(s.mlm_dlogits.begin(), s.mlm_dlogits.begin() + M * V, 0.0f);
-      softmax_xent_backward(s.mlm_dlogits.data(), s.mlm_probs.data(), s.mlm_targets.data(), M, V,
-                            0.0f, s.scale / static_cast<float>(M));
+      for (int64_t b = 0; b < B; b++) {  // each sequence's mean, then the mean over sequences
+        const int64_t first = s.mlm_first[b], n = s.mlm_first[b + 1] - first;
+        if (n > 0)
+          softmax_xent_backward(s.mlm_dlogits.data() + first * V, s.mlm_probs.data() + first * V,
+                                s.mlm_targets.data() + first, n, V, 0.0f,
+                                s.scale / static_cast<float>(B * n));
+      }
       linear_backward(s.mlm_dln.data(), P.grad(s.mlm_head_w), P.grad(s.mlm_head_b),
                       s.mlm_dlogits.data(), s.mlm_ln.data(), P.value(s.mlm_head_w), M, d, V, false);
       std::fill(s.mlm_dx.begin(), s.mlm_dx.begin() + M * d, 0.0f);
