@@ -104,6 +104,11 @@ TEST(LraTasksCli, PretrainingThenAClassifierFromIt) {
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("hidden tokens (30.00%): validation accuracy " + valid +
                                   "% (8 sequences), test accuracy " + test + "% (8 sequences)"));
+  // Its report says what it is rather than scoring an untrained classification head.
+  r = run_kat("report " + (dir / "pre") + " --out " + (dir / "pre.html"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(read_text_file(dir / "pre.html"), HasSubstr("A self-pretraining checkpoint"));
+  EXPECT_THAT(read_text_file(dir / "pre.html"), Not(HasSubstr("Confusion matrix")));
   // A classifier from it: the same weights but the masked-token head's, the labels trained.
   r = run_kat("lra pathfinder --init " + (dir / "pre/last") + " --steps 2" + common + " --out " +
               (dir / "cls"));

@@ -608,7 +608,7 @@ void sequence_sections(Page& page, LoadedModel& m, const json& state, const Repo
     LraOptions o = lra_data_options(opt);
     o.task = task;
     if (!ro.data_dir.empty()) o.data_dir = ro.data_dir;
-    data = load_lra(o);
+    data = load_lra(o, "", LraSplits::kHeldout);  // the test split is all this page reads
     check(data.test.size() > 0, data.test.source, ": the test split is empty");
   } catch (const Error& e) {
     page.note("No test predictions: the test data could not be read (" + xml_escape(e.what()) +
@@ -620,11 +620,22 @@ void sequence_sections(Page& page, LoadedModel& m, const json& state, const Repo
   const int64_t n = std::min(test.size(), ro.limit == 0  ? test.size()
                                           : ro.limit > 0 ? ro.limit
                                                          : kLraDefaultLimit);
+  std::vector<int32_t> tokens;
+  if (c.masked_head) {  // a pretraining checkpoint: its classification head is not trained
+    const float ratio = opt.value("mask_ratio", 0.5f);
+    page.note("A self-pretraining checkpoint (<code>kat lra --pretrain</code>): it predicts <b>" +
+              percent(lra_accuracy(model, test, 32, n, ratio)) +
+              "</b> of the hidden tokens right, hiding " + percent(ratio) +
+              " of each of the first " + std::to_string(n) + " of " + std::to_string(test.size()) +
+              " test sequences of " + xml_escape(test.source) +
+              " (--limit N evaluates more). Its classification head is not trained: "
+              "<code>--init</code> a classification run from it.");
+  }
   const int V = c.num_classes;
   std::vector<int64_t> confusion(static_cast<size_t>(V) * V, 0);
   int64_t correct = 0;
-  std::vector<int32_t> tokens;
-  for (int64_t i = 0; i < n;) {  // neighbours of equal length in one forward, up to 32
+  for (int64_t i = 0;
+       !c.masked_head && i < n;) {  // neighbours of equal length in one forward, up to 32
     int64_t j = i + 1;
     while (j < n && j - i < 32 && test.length(j) == test.length(i)) j++;
     const int64_t T = test.length(i);
@@ -638,13 +649,15 @@ void sequence_sections(Page& page, LoadedModel& m, const json& state, const Repo
     }
     i = j;
   }
-  page.note("Accuracy <b>" + percent(n ? static_cast<double>(correct) / n : 0) + "</b> (" +
-            std::to_string(correct) + " of the first " + std::to_string(n) + " of " +
-            std::to_string(test.size()) + " test sequences of " + xml_escape(test.source) +
-            "; --limit N evaluates more).");
-  std::vector<std::string> names;
-  for (int k = 0; k < V; k++) names.push_back(std::to_string(k));
-  confusion_matrix(page, confusion, V, names);
+  if (!c.masked_head) {
+    page.note("Accuracy <b>" + percent(n ? static_cast<double>(correct) / n : 0) + "</b> (" +
+              std::to_string(correct) + " of the first " + std::to_string(n) + " of " +
+              std::to_string(test.size()) + " test sequences of " + xml_escape(test.source) +
+              "; --limit N evaluates more).");
+    std::vector<std::string> names;
+    for (int k = 0; k < V; k++) names.push_back(std::to_string(k));
+    confusion_matrix(page, confusion, V, names);
+  }
   page.end_section();
 
   page.section("attention", "Attention maps");
