@@ -641,10 +641,9 @@ int evaluate_lra(const SequenceConfig& c, const LraData& data, const LraOptions&
   std::cout << "checkpoint:      " << o.init << " (" << c.architecture << ", "
             << model.params().total() << " parameters)\n"
             << "data:            " << data.test.source << "\n"
-            << std::fixed;
-  if (o.mask_ratio > 0)
-    std::cout << "hidden tokens (" << std::setprecision(2) << 100 * o.mask_ratio << "%): ";
-  std::cout << std::setprecision(2) << "validation accuracy " << 100 * valid << "% (" << n_valid
+            << std::fixed << std::setprecision(2);
+  if (o.mask_ratio > 0) std::cout << "hidden tokens (" << 100 * o.mask_ratio << "%): ";
+  std::cout << "validation accuracy " << 100 * valid << "% (" << n_valid
             << " sequences), test accuracy " << 100 * test << "% (" << data.test.size()
             << " sequences)\n";
   return 0;
