@@ -105,6 +105,21 @@ TEST(LraCli, InitStartsFromACheckpointsWeights) {
   expect_one_line_error(
       run_kat("lra listops --resume " + (dir / "second/last") + " --init " + (dir / "first/last")),
       "--init");
+  // --depth above the checkpoint's grows the model: five blocks from four, the new one an
+  // identity, so (no weight moving) the grown model scores what the checkpoint scores.
+  r = run_kat("lra listops --steps 2 --lr 1e-30 --depth 5 --init " + (dir / "first/last") +
+              " --out " + (dir / "grown") + common);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(nlohmann::json::parse(read_text_file(dir / "grown/config.json")).at("depth"), 5);
+  auto accuracy = [&](const std::string& checkpoint) {
+    const auto e = run_kat("lra listops --steps 0 --batch 4 --threads 2 --init " + checkpoint);
+    EXPECT_EQ(e.status, 0) << e.output;
+    return e.output.substr(std::min(e.output.find("validation accuracy"), e.output.size()));
+  };
+  EXPECT_EQ(accuracy(dir / "grown/last"), accuracy(dir / "first/last"));
+  expect_one_line_error(run_kat("lra listops --steps 2 --depth 3 --init " + (dir / "first/last") +
+                                " --out " + (dir / "cut") + common),
+                        "has 4 blocks and the model 3");
 }
 
 // --init CKPT --steps 0 trains nothing and writes nothing: it prints the checkpoint's accuracy on
@@ -156,7 +171,7 @@ TEST(LraCli, StepsZeroWithInitEvaluatesACheckpoint) {
                           std::filesystem::directory_iterator{}),
             1);  // run/ alone: evaluating wrote nothing
   // The model is the checkpoint's and nothing trains: model and training flags are errors.
-  for (const std::string flag : {"--mixer", "--lr", "--out"})
+  for (const std::string flag : {"--mixer", "--depth", "--lr", "--out"})
     expect_one_line_error(
         run_kat("lra listops --steps 0 --init " + (dir / "run/best") + data + " " + flag + " 1"),
         flag);

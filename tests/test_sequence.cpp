@@ -280,6 +280,68 @@ TEST(Sequence, MaskedHeadCheckpointsLoadIntoClassifiers) {
             std::string::npos);
 }
 
+// Growing (kat lra --init CKPT --depth N): the new blocks start as identities, so the grown model
+// has the checkpoint's logits and loss and, for every tensor the two share, its gradients; the
+// new blocks' branch outputs get gradients, so they train. Gated mixers included: their extra
+// tensors sit inside the branch.
+void check_growth(Mixer mixer) {
+  SequenceConfig c = tiny_seq(Ffn::Kan, mixer);
+  c.depth = 1;
+  SequenceClassifier small(c);
+  small.init(8);
+  testing::TempDir dir("seq-grow");
+  save_sequence_model(dir / "small", small);
+  c.depth = 3;
+  SequenceClassifier grown(c);
+  grown.init(9);
+  load_sequence_weights(dir / "small", grown);
+  const int64_t B = 2, T = 7;
+  std::vector<int32_t> tokens(B * T);
+  for (int64_t i = 0; i < B * T; i++) tokens[i] = static_cast<int32_t>((i * 5 + 1) % 18);
+  const int32_t labels[B] = {2, 1};
+  const float loss = small.forward(tokens.data(), labels, B, T);
+  EXPECT_EQ(grown.forward(tokens.data(), labels, B, T), loss);
+  for (int k = 0; k < B * c.num_classes; k++) EXPECT_EQ(grown.logits()[k], small.logits()[k]);
+  small.params().zero_grad(), grown.params().zero_grad();
+  small.backward(), grown.backward();
+  Params &a = small.params(), &g = grown.params();
+  for (size_t i = 0; i < a.specs().size(); i++) {
+    const ParamSpec& s = a.specs()[i];
+    const int j = g.find(s.name);
+    ASSERT_GE(j, 0) << s.name;
+    const float* ga = a.grad(static_cast<int>(i));
+    const float* gg = g.grad(j);
+    for (int64_t k = 0; k < s.size; k++)
+      ASSERT_NEAR(gg[k], ga[k], 1e-6f + 1e-5f * std::abs(ga[k])) << s.name << "[" << k << "]";
+  }
+  auto norm = [&](const std::string& name) {
+    const int i = g.find(name);
+    EXPECT_GE(i, 0) << name;
+    double sum = 0;
+    for (int64_t k = 0; k < g.specs()[i].size; k++) sum += std::abs(g.grad(i)[k]);
+    return sum;
+  };
+  for (int l = 1; l < 3; l++) {
+    const std::string b = "blocks." + std::to_string(l) + ".";
+    EXPECT_GT(norm(b + "attn.proj.weight"), 0) << b;
+    EXPECT_GT(norm(b + "mlp.fc2.weight"), 0) << b;
+    EXPECT_EQ(norm(b + "attn.qkv.weight"), 0) << b;  // behind a zero projection, for now
+  }
+  // A model is not cut from a deeper checkpoint.
+  save_sequence_model(dir / "grown", grown);
+  c.depth = 2;
+  SequenceClassifier cut(c);
+  EXPECT_NE(testing::error_of([&] {
+              load_sequence_weights(dir / "grown", cut);
+            }).find("has 3 blocks and the model 2"),
+            std::string::npos);
+}
+TEST(Sequence, AGrownModelStartsAsItsCheckpoint) {
+  check_growth(Mixer::Linear);
+  check_growth(Mixer::Gla);
+  check_growth(Mixer::Ssm);
+}
+
 TEST(Sequence, BadInputIsAnError) {
   SequenceClassifier m(tiny_seq(Ffn::Kan, Mixer::Softmax));
   const std::vector<int32_t> long_seq(13, 1), bad{1, 18};

@@ -217,9 +217,14 @@ kat downloads nothing.
   --rope-theta X         rotary base (of rope and rope2d)                   [10000; rope2d: 100]
   --end-token            a learned end token after the last token (LRA codes' <eos>): with
                          rope, attention sees offsets from the end of the sequence
+  --depth N              transformer blocks         [image, pathfinder: 1; the others: 4]
   --init CKPT            start from the weights of a kat lra checkpoint (its config, then the
                          flags above; the same tensors: e.g. --positions learned+rope on a
-                         learned model); a new run, with a fresh optimizer and schedule
+                         learned model); a new run, with a fresh optimizer and schedule. With a
+                         --depth above the checkpoint's the model grows: its new blocks follow
+                         the checkpoint's, each an identity at first (the outputs of its
+                         attention and feed-forward branches zero), so it starts from what the
+                         checkpoint computes
   --pretrain             self-pretraining on the task's own inputs: each step hides a fraction
                          of the tokens (a learned mask_token in their place) and the model learns
                          to predict them through a masked-token head; labels are not used and
@@ -657,7 +662,7 @@ int cmd_lra(int argc, char** argv) {
        "weight-decay", "eval-every", "eval-limit", "threads",        "seed",        "out",
        "stop-after",   "log-every",  "progress",   "resume",         "pool",        "positions",
        "init",         "min-length", "max-length", "contour-dashes", "distractors", "rope-theta",
-       "mask-ratio"},
+       "mask-ratio",   "depth"},
       {"overwrite", "end-token", "pretrain"}, "lra");
   LraOptions o;  // what a resumed run may change too: steps, threads, logging, stop
   o.steps = a.integer("steps", a.has("resume") ? 0 : o.steps);  // 0: the run's own
@@ -673,7 +678,7 @@ int cmd_lra(int argc, char** argv) {
           "init",       "config",   "data",       "train-size",   "export",         "heldout",
           "batch",      "lr",       "warmup",     "weight-decay", "eval-every",     "eval-limit",
           "seed",       "out",      "min-length", "max-length",   "contour-dashes", "distractors",
-          "rope-theta", "pretrain", "mask-ratio"})
+          "rope-theta", "pretrain", "mask-ratio", "depth"})
       check(!a.has(f), "--resume continues a run as it was started; --", f,
             " cannot change it (--steps, --threads, --stop-after, --log-every and --progress can)");
     o = lra_resume_options(a.str("resume"), o);
@@ -723,9 +728,9 @@ int cmd_lra(int argc, char** argv) {
   o.out_dir = a.str("out");
   o.overwrite = a.has("overwrite");
   if (evaluate_only) {
-    for (const char* f :
-         {"mixer", "window", "ffn", "pool", "positions", "end-token", "config", "rope-theta", "lr",
-          "warmup", "weight-decay", "eval-every", "stop-after", "out", "overwrite", "pretrain"})
+    for (const char* f : {"mixer", "window", "ffn", "pool", "positions", "end-token", "config",
+                          "rope-theta", "lr", "warmup", "weight-decay", "eval-every", "stop-after",
+                          "out", "overwrite", "pretrain", "depth"})
       check(!a.has(f), "--steps 0 --init evaluates the checkpoint as it was saved; --", f,
             " goes only with training");
     check(dist::size() == 1,
@@ -750,6 +755,7 @@ int cmd_lra(int argc, char** argv) {
                          : sequence_config_from_json(read_text_file(config_file), config_file);
   if (a.has("mixer")) c.mixer = parse_mixer(a.str("mixer"));
   c.window = static_cast<int>(a.integer("window", c.window));
+  c.depth = static_cast<int>(a.integer("depth", c.depth));
   if (a.has("ffn")) {
     const std::string f = a.str("ffn");
     check(f == "kan" || f == "mlp", "--ffn is kan or mlp, not '", f, "'");

@@ -119,5 +119,12 @@ class SequenceClassifier {
 
 void save_sequence_model(const std::string& dir, const SequenceClassifier& model);
 std::unique_ptr<SequenceClassifier> load_sequence_model(const std::string& path);
+// kat lra --init: the weights of a checkpoint (a run's last/ or best/) into `model`, whose config
+// is the checkpoint's but perhaps for two things. The masked-token head: loaded when both have
+// it, else left at its init or dropped (pretraining and classification start from each other).
+// And a greater depth: the model grows, its new blocks after the checkpoint's, each an identity
+// at first (the output projections of its branches, attn.proj and mlp.fc2, zero), so that it
+// computes what the checkpoint computes; every block trains from there.
+void load_sequence_weights(const std::string& checkpoint, SequenceClassifier& model);
 
 }  // namespace kat

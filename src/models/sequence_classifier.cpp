@@ -456,14 +456,43 @@ void save_sequence_model(const std::string& dir, const SequenceClassifier& model
   save_params(dir, model.params(), sequence_config_to_json(model.config()));
 }
 
-std::unique_ptr<SequenceClassifier> load_sequence_model(const std::string& path) {
-  const std::string dir = checkpoint_dir(path);
+namespace {
+
+SequenceConfig checkpoint_config(const std::string& dir) {
   const std::string config_path = dir + "/config.json";
   check(file_exists(config_path), dir, ": no config.json in the checkpoint directory");
-  auto model = std::make_unique<SequenceClassifier>(
-      sequence_config_from_json(read_text_file(config_path), config_path));
+  return sequence_config_from_json(read_text_file(config_path), config_path);
+}
+
+}  // namespace
+
+std::unique_ptr<SequenceClassifier> load_sequence_model(const std::string& path) {
+  const std::string dir = checkpoint_dir(path);
+  auto model = std::make_unique<SequenceClassifier>(checkpoint_config(dir));
   load_params(dir + "/model.safetensors", model->params(), model->config().architecture);
   return model;
+}
+
+void load_sequence_weights(const std::string& checkpoint, SequenceClassifier& model) {
+  const std::string dir = checkpoint_dir(checkpoint);
+  const int from = checkpoint_config(dir).depth, depth = model.config().depth;
+  check(from <= depth, dir, " has ", from, " blocks and the model ", depth,
+        ": a model grows from a checkpoint (a greater depth), it is not cut from one");
+  Params& p = model.params();
+  std::vector<std::string> absent = SequenceClassifier::masked_head_tensors();
+  for (int l = from; l < depth; l++) {
+    const std::string prefix = "blocks." + std::to_string(l) + ".";
+    for (const ParamSpec& s : p.specs())
+      if (s.name.rfind(prefix, 0) == 0) absent.push_back(s.name);
+  }
+  load_params(dir + "/model.safetensors", p, model.config().architecture, absent);
+  for (int l = from; l < depth; l++)  // the new blocks: identities, their branches' outputs zero
+    for (const char* part : {kTimmBlockNames.proj, kTimmBlockNames.fc2})
+      for (const char* what : {".weight", ".bias"}) {
+        const int i = p.find("blocks." + std::to_string(l) + "." + part + what);
+        check(i >= 0, "no ", part, what, " in block ", l);
+        std::fill(p.value(i), p.value(i) + p.specs()[i].size, 0.0f);
+      }
 }
 
 }  // namespace kat

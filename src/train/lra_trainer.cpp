@@ -409,9 +409,7 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
   check(o.mask_ratio == 0 || config.masked_head, config.architecture,
         ": pretraining needs the masked-token head (masked_head in the config)");
   if (!loaded) model.init(o.seed);
-  if (!loaded && !o.init.empty())  // every tensor from the checkpoint but the masked-token head's
-    load_params(checkpoint_dir(o.init) + "/model.safetensors", model.params(), config.architecture,
-                SequenceClassifier::masked_head_tensors());
+  if (!loaded && !o.init.empty()) load_sequence_weights(o.init, model);
   check(data.train.max_length() <= config.max_len && data.test.max_length() <= config.max_len,
         "the data has sequences of up to ",
         std::max(data.train.max_length(), data.test.max_length()),
