@@ -120,6 +120,8 @@ TEST(LraCli, InitStartsFromACheckpointsWeights) {
   expect_one_line_error(run_kat("lra listops --steps 2 --depth 3 --init " + (dir / "first/last") +
                                 " --out " + (dir / "cut") + common),
                         "has 4 blocks and the model 3");
+  expect_one_line_error(run_kat("lra listops --steps 2 --depth 0 --out " + (dir / "none") + common),
+                        "depth 0");
 }
 
 // --init CKPT --steps 0 trains nothing and writes nothing: it prints the checkpoint's accuracy on

@@ -45,7 +45,9 @@ void validate(const SequenceConfig& c) {
   const std::string& a = c.architecture;
   check(c.vocab_size > 0 && c.max_len > 0 && c.num_classes > 1 && c.embed_dim > 0 && c.depth > 0 &&
             c.num_heads > 0 && c.hidden > 0,
-        a, ": sizes must be positive (and at least 2 classes)");
+        a, ": sizes must be positive (and at least 2 classes), not vocab_size ", c.vocab_size,
+        ", max_len ", c.max_len, ", num_classes ", c.num_classes, ", embed_dim ", c.embed_dim,
+        ", depth ", c.depth, ", num_heads ", c.num_heads, ", hidden ", c.hidden);
   check(c.embed_dim % c.num_heads == 0, a, ": embed_dim ", c.embed_dim,
         " is not divisible by num_heads ", c.num_heads);
   if (c.ffn == Ffn::Kan)
