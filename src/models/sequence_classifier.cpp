@@ -482,19 +482,18 @@ void load_sequence_weights(const std::string& checkpoint, SequenceClassifier& mo
         ": a model grows from a checkpoint (a greater depth), it is not cut from one");
   Params& p = model.params();
   std::vector<std::string> absent = SequenceClassifier::masked_head_tensors();
-  for (int l = from; l < depth; l++) {
+  for (int l = from; l < depth; l++) {  // the new blocks: identities, their branches' outputs zero
     const std::string prefix = "blocks." + std::to_string(l) + ".";
     for (const ParamSpec& s : p.specs())
       if (s.name.rfind(prefix, 0) == 0) absent.push_back(s.name);
-  }
-  load_params(dir + "/model.safetensors", p, model.config().architecture, absent);
-  for (int l = from; l < depth; l++)  // the new blocks: identities, their branches' outputs zero
     for (const char* part : {kTimmBlockNames.proj, kTimmBlockNames.fc2})
       for (const char* what : {".weight", ".bias"}) {
-        const int i = p.find("blocks." + std::to_string(l) + "." + part + what);
+        const int i = p.find(prefix + part + what);
         check(i >= 0, "no ", part, what, " in block ", l);
         std::fill(p.value(i), p.value(i) + p.specs()[i].size, 0.0f);
       }
+  }
+  load_params(dir + "/model.safetensors", p, model.config().architecture, absent);
 }
 
 }  // namespace kat
