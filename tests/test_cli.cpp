@@ -179,6 +179,26 @@ TEST(Cli, ResumeContinuesExactly) {
               read_file(dir / ("split/" + std::string(f))))
         << f << " differs between the whole run and the resumed one";
   expect_one_line_error(run_kat("train --resume " + (dir / "nothing")), "nothing");
+  // A flag the resumed run would not use is refused, not dropped.
+  for (const char* flag : {"--lr 0.5", "--mixer linear", "--depth 3", "--batch 16", "--overwrite"})
+    expect_one_line_error(run_kat("train --resume " + (dir / "split/last") + " " + flag),
+                          "cannot change it");
+}
+
+TEST(Cli, DepthSetsTheNumberOfBlocks) {
+  REQUIRE_FMNIST();
+  TempDir dir("cli-depth");
+  auto r = train_tiny(dir, dir / "run",
+                      "--depth 3 --epochs 1 --batch 32 --train-limit 64 "
+                      "--test-limit 32");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto config = nlohmann::json::parse(read_text_file(dir / "run/last/config.json"));
+  EXPECT_EQ(config["model_args"]["depth"], 3);  // the tiny config's is 2
+  r = run_kat("info " + (dir / "run/last"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("blocks.2.mlp.act2.weight_denominator"));
+  EXPECT_THAT(r.output, Not(HasSubstr("blocks.3.")));
+  expect_one_line_error(train_tiny(dir, dir / "none", "--depth 0"), "depth 0");
 }
 
 TEST_F(CheckpointTest, EvalInfoAndPredict) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "cli.h"
 #include "kat/files.h"
@@ -99,6 +100,22 @@ TEST_F(LmCliTest, ResumeContinuesExactly) {
     EXPECT_EQ(read_file(*dir_ / ("whole/" + std::string(f))),
               read_file(*dir_ / ("split/" + std::string(f))))
         << f;
+  // A flag the resumed run would not use is refused, not dropped.
+  for (const char* flag : {"--lr 0.1", "--depth 3", "--context 16", "--text /etc/hostname"})
+    expect_one_line_error(run_kat("train-lm --resume " + (*dir_ / "split/last") + " " + flag),
+                          "cannot change it");
+}
+
+TEST_F(LmCliTest, DepthSetsTheNumberOfBlocks) {
+  auto r = train("deep", "--steps 2 --eval-every 2 --depth 3");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto config = nlohmann::json::parse(read_text_file(*dir_ / "deep/last/config.json"));
+  EXPECT_EQ(config["n_layer"], 3);
+  r = run_kat("info " + (*dir_ / "deep/last"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("h.2.mlp.act2.weight_denominator"));
+  EXPECT_THAT(r.output, Not(HasSubstr("h.3.")));
+  expect_one_line_error(train("none", "--depth 0"), "n_layer 0");
 }
 
 TEST_F(LmCliTest, BadInputIsOneClearError) {

@@ -80,6 +80,7 @@ config.json, plus optimizer.safetensors and trainer_state.json for --resume).
                          auto: flip on Fashion-MNIST (mirror-symmetric classes), else none
   --mixer NAME           softmax, local, linear, gla, combiner, delta, ssm  [softmax]
   --window W             local: keys each query sees; combiner: span [sqrt(length)]
+  --depth N              transformer blocks                    [the config's: kat_fmnist 6]
   --drop-path X          stochastic depth rate (linear over depth)          [0]
   --dropout X            dropout on the residual branches                   [0]
   --threads N            threads (0: all cores)                             [0]
@@ -87,7 +88,8 @@ config.json, plus optimizer.safetensors and trainer_state.json for --resume).
   --out DIR              run directory                   [runs/<arch>-<date>-<time>]
   --overwrite            replace a run already in --out
   --resume CKPT          continue a run from its last/ checkpoint exactly, in the directory
-                         that holds it now
+                         that holds it now; --epochs (which may extend it), --threads,
+                         --stop-after, --log-every and --progress go with it, no other flag
   --train-limit N        use only the first N training images
   --test-limit N         use only the first N test images
   --stop-after N         stop at step N, saving last/ for --resume (as Ctrl-C does)
@@ -127,6 +129,7 @@ is split 90/10 into training and validation text (every tenth block of 4 KiB).
   --positions rope|learned  position encoding of a new model                [rope]
   --mixer NAME           softmax, local, linear, gla, combiner, delta, ssm  [softmax]
   --window W             local: keys each query sees; combiner: span [sqrt(length)]
+  --depth N              transformer blocks of a new model        [the config's: kat_lm 4]
   --steps N              training steps (about 20 minutes on 2 cores)       [1800]
   --batch N              sequences per step                                 [16]
   --lr X                 peak learning rate (AdamW)                         [0.002]
@@ -141,7 +144,8 @@ is split 90/10 into training and validation text (every tenth block of 4 KiB).
   --out DIR              run directory                   [runs/<arch>-<date>-<time>]
   --overwrite            replace a run already in --out
   --resume CKPT          continue a run from its last/ checkpoint exactly, in the directory
-                         that holds it now
+                         that holds it now; --steps (which may extend it), --threads,
+                         --stop-after, --log-every and --progress go with it, no other flag
   --stop-after N         stop at step N, saving last/ for --resume (as Ctrl-C does)
   --log-every N          steps between metric lines                         [50]
   --progress bar|lines   progress display [bar on a terminal, lines otherwise]
@@ -373,6 +377,25 @@ Args parse(int argc, char** argv, int first, const std::set<std::string>& valued
   return a;
 }
 
+// --resume continues a run as it was started: a flag other than `may_change` would be dropped
+// without a word, so it is an error instead.
+void check_resume_flags(const Args& a, const std::vector<std::string>& may_change) {
+  if (!a.has("resume")) return;
+  std::string allowed;
+  for (size_t i = 0; i < may_change.size(); i++)
+    allowed += std::string(i == 0                       ? ""
+                           : i + 1 == may_change.size() ? " and "
+                                                        : ", ") +
+               "--" + may_change[i];
+  std::vector<std::string> given;
+  for (const auto& [k, v] : a.values) given.push_back(k);
+  given.insert(given.end(), a.switches.begin(), a.switches.end());
+  for (const std::string& k : given)
+    check(k == "resume" || std::find(may_change.begin(), may_change.end(), k) != may_change.end(),
+          "--resume continues a run as it was started; --", k, " cannot change it (", allowed,
+          " can)");
+}
+
 bool wants_help(int argc, char** argv) {
   for (int i = 2; i < argc; i++) {
     const std::string s = argv[i];
@@ -395,10 +418,12 @@ int cmd_train(int argc, char** argv) {
                         "lr",        "min-lr",   "warmup",     "weight-decay", "label-smoothing",
                         "clip",      "augment",  "drop-path",  "dropout",      "threads",
                         "seed",      "out",      "resume",     "train-limit",  "test-limit",
-                        "log-every", "progress", "stop-after", "mixer",        "window"},
+                        "log-every", "progress", "stop-after", "mixer",        "window",
+                        "depth"},
                        {"overwrite"}, "train");
   check(a.positional.empty(), "unexpected argument '", a.positional.empty() ? "" : a.positional[0],
         "' (see kat train --help)");
+  check_resume_flags(a, {"epochs", "threads", "stop-after", "log-every", "progress"});
   TrainOptions o;
   o.data_dir = a.str("data");
   o.epochs = static_cast<int>(a.integer("epochs", 0));
@@ -429,8 +454,6 @@ int cmd_train(int argc, char** argv) {
     check(p == "bar" || p == "lines", "--progress is bar or lines, not '", p, "'");
     o.progress = p == "bar" ? 1 : 0;
   }
-  check(o.resume.empty() || (!a.has("config") && !a.has("model")),
-        "--resume takes the model from the checkpoint; drop --config/--model");
   const std::string config_name = a.str("config", "kat_fmnist");
   ModelConfig c = resolve_config(config_name);
   const bool adapt = config_name == "kat_fmnist" || config_name == "vit_fmnist";
@@ -443,6 +466,7 @@ int cmd_train(int argc, char** argv) {
   c.drop_rate = static_cast<float>(a.real("dropout", c.drop_rate));
   if (a.has("mixer")) c.mixer = parse_mixer(a.str("mixer"));
   c.window = static_cast<int>(a.integer("window", c.window));
+  c.depth = static_cast<int>(a.integer("depth", c.depth));
   validate(c);
   const TrainResult r = train_classifier(c, adapt, o, std::cerr);
   std::cout << "run directory:   " << r.run_dir << "\n"
@@ -480,10 +504,11 @@ int cmd_train_lm(int argc, char** argv) {
       argc, argv, 2, {"text",       "model",       "config",   "context", "positions",    "steps",
                       "batch",      "lr",          "min-lr",   "warmup",  "weight-decay", "clip",
                       "eval-every", "eval-tokens", "threads",  "seed",    "out",          "resume",
-                      "stop-after", "log-every",   "progress", "mixer",   "window"},
+                      "stop-after", "log-every",   "progress", "mixer",   "window",       "depth"},
       {"overwrite"}, "train-lm");
   check(a.has("text") || a.positional.empty(), "unexpected argument '",
         a.positional.empty() ? "" : a.positional[0], "' (see kat train-lm --help)");
+  check_resume_flags(a, {"steps", "threads", "stop-after", "log-every", "progress"});
   LmTrainOptions o;
   o.texts = text_files(a, 0);
   o.steps = a.integer("steps", 0);
@@ -507,10 +532,6 @@ int cmd_train_lm(int argc, char** argv) {
   check(o.batch > 0 && o.log_every > 0 && o.eval_every > 0 && o.eval_tokens >= 0,
         "--batch, --log-every and --eval-every must be positive");
   check(o.threads >= 0, "--threads must be >= 0");
-  check(
-      o.resume.empty() || (!a.has("config") && !a.has("model") && !a.has("context") &&
-                           !a.has("positions") && !a.has("mixer") && !a.has("window")),
-      "--resume takes the model from the checkpoint; drop --config/--model/--context/--positions");
   LmConfig c = resolve_lm_config(a.str("config", "kat_lm"));
   if (a.has("model")) {
     const std::string m = a.str("model");
@@ -532,6 +553,7 @@ int cmd_train_lm(int argc, char** argv) {
   }
   if (a.has("mixer")) c.mixer = parse_mixer(a.str("mixer"));
   c.window = static_cast<int>(a.integer("window", c.window));
+  c.depth = static_cast<int>(a.integer("depth", c.depth));
   validate(c);
   const LmTrainResult r = train_lm(c, o, std::cerr);
   std::cout << "run directory:   " << r.run_dir << "\n"
@@ -673,14 +695,7 @@ int cmd_lra(int argc, char** argv) {
   check(o.log_every > 0 && o.threads >= 0 && o.stop_after >= 0,
         "--log-every must be positive, --threads and --stop-after not negative");
   if (a.has("resume")) {
-    for (const char* f :
-         {"mixer",      "window",   "ffn",        "pool",         "positions",      "end-token",
-          "init",       "config",   "data",       "train-size",   "export",         "heldout",
-          "batch",      "lr",       "warmup",     "weight-decay", "eval-every",     "eval-limit",
-          "seed",       "out",      "min-length", "max-length",   "contour-dashes", "distractors",
-          "rope-theta", "pretrain", "mask-ratio", "depth"})
-      check(!a.has(f), "--resume continues a run as it was started; --", f,
-            " cannot change it (--steps, --threads, --stop-after, --log-every and --progress can)");
+    check_resume_flags(a, {"steps", "threads", "stop-after", "log-every", "progress"});
     o = lra_resume_options(a.str("resume"), o);
     check(a.positional.empty() || a.positional == std::vector<std::string>{o.task}, a.str("resume"),
           " is a ", o.task, " run");

@@ -79,7 +79,9 @@ void validate(const ModelConfig& c) {
   const std::string& a = c.architecture;
   check(c.img_size > 0 && c.patch_size > 0 && c.in_chans > 0 && c.embed_dim > 0 && c.depth > 0 &&
             c.num_heads > 0 && c.num_classes > 0 && c.mlp_ratio > 0,
-        a, ": sizes must be positive");
+        a, ": sizes must be positive, not img_size ", c.img_size, ", patch_size ", c.patch_size,
+        ", in_chans ", c.in_chans, ", embed_dim ", c.embed_dim, ", depth ", c.depth, ", num_heads ",
+        c.num_heads, ", num_classes ", c.num_classes, ", mlp_ratio ", c.mlp_ratio);
   check(c.img_size % c.patch_size == 0, a, ": img_size ", c.img_size,
         " is not a multiple of patch_size ", c.patch_size);
   check(c.embed_dim % c.num_heads == 0, a, ": embed_dim ", c.embed_dim,

@@ -17,7 +17,8 @@ void validate(const LmConfig& c) {
   check(c.vocab_size == kByteVocab, a, ": vocab_size must be ", kByteVocab,
         " (byte-level: 256 bytes and end-of-text), not ", c.vocab_size);
   check(c.context > 0 && c.embed_dim > 0 && c.depth > 0 && c.num_heads > 0 && c.hidden > 0, a,
-        ": sizes must be positive");
+        ": sizes must be positive, not n_positions ", c.context, ", n_embd ", c.embed_dim,
+        ", n_layer ", c.depth, ", n_head ", c.num_heads, ", n_inner ", c.hidden);
   check(c.embed_dim % c.num_heads == 0, a, ": n_embd ", c.embed_dim, " is not divisible by n_head ",
         c.num_heads);
   if (c.positions == Positions::Rope) validate_rotary(c.head_dim(), c.rope_theta, a);
