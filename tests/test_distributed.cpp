@@ -231,6 +231,23 @@ TEST_F(Distributed, OnlyTrainingCommandsRunUnderMpirun) {
   EXPECT_NE(r.status, 0);
   EXPECT_THAT(r.output, HasSubstr("kat: error: ")) << r.output;
   EXPECT_THAT(r.output, ::testing::Not(HasSubstr("rank 1:"))) << r.output;
+  // An error rank 1 alone meets (here its own --data, by mpirun's MPMD form `A : B`) is printed
+  // by rank 1, named, and ends the job at once rather than after KAT_MPI_TIMEOUT. (Had rank 0
+  // met an error too, it would print it and rank 1 would stay silent.)
+  const auto t0 = std::chrono::steady_clock::now();
+  r = run_command(mpirun_command(1,
+                                 "train --batch 16 --train-limit 128 --test-limit 40" +
+                                     std::string(kQuiet) + " --out " + (dir / "run") + " : -np 1 " +
+                                     KAT_BINARY_PATH + " train --batch 16 --data " +
+                                     (dir / "rank1-data") + kQuiet,
+                                 "KAT_MPI_TIMEOUT=120"));
+  const double waited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(r.status, 0);
+  EXPECT_THAT(r.output, HasSubstr("kat: error: rank 1: ")) << r.output;
+  EXPECT_EQ(r.output.find("kat: error:"), r.output.rfind("kat: error:")) << r.output;
+  EXPECT_THAT(r.output, HasSubstr(dir / "rank1-data")) << r.output;
+  EXPECT_LT(waited, 60) << r.output;
   r = run_mpi(2, "train" + std::string(kQuiet), "KAT_MPI_TIMEOUT=soon");
   EXPECT_NE(r.status, 0);
   EXPECT_THAT(r.output, HasSubstr("KAT_MPI_TIMEOUT must be a number of seconds > 0, not 'soon'"))
