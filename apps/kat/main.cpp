@@ -377,23 +377,20 @@ Args parse(int argc, char** argv, int first, const std::set<std::string>& valued
   return a;
 }
 
-// --resume continues a run as it was started: a flag other than `may_change` would be dropped
-// without a word, so it is an error instead.
-void check_resume_flags(const Args& a, const std::vector<std::string>& may_change) {
+// --resume continues a run as it was started: it takes the run's length (`length_flag`, which may
+// extend it) and how it runs and reports; any other flag would be dropped without a word, so it
+// is an error instead.
+void check_resume_flags(const Args& a, const std::string& length_flag) {
   if (!a.has("resume")) return;
-  std::string allowed;
-  for (size_t i = 0; i < may_change.size(); i++)
-    allowed += std::string(i == 0                       ? ""
-                           : i + 1 == may_change.size() ? " and "
-                                                        : ", ") +
-               "--" + may_change[i];
-  std::vector<std::string> given;
-  for (const auto& [k, v] : a.values) given.push_back(k);
-  given.insert(given.end(), a.switches.begin(), a.switches.end());
-  for (const std::string& k : given)
+  const std::vector<std::string> may_change = {length_flag, "threads", "stop-after", "log-every",
+                                               "progress"};
+  auto check_flag = [&](const std::string& k) {
     check(k == "resume" || std::find(may_change.begin(), may_change.end(), k) != may_change.end(),
-          "--resume continues a run as it was started; --", k, " cannot change it (", allowed,
-          " can)");
+          "--resume continues a run as it was started; --", k, " cannot change it (--", length_flag,
+          ", --threads, --stop-after, --log-every and --progress can)");
+  };
+  for (const auto& [k, v] : a.values) check_flag(k);
+  for (const std::string& k : a.switches) check_flag(k);
 }
 
 bool wants_help(int argc, char** argv) {
@@ -423,7 +420,7 @@ int cmd_train(int argc, char** argv) {
                        {"overwrite"}, "train");
   check(a.positional.empty(), "unexpected argument '", a.positional.empty() ? "" : a.positional[0],
         "' (see kat train --help)");
-  check_resume_flags(a, {"epochs", "threads", "stop-after", "log-every", "progress"});
+  check_resume_flags(a, "epochs");
   TrainOptions o;
   o.data_dir = a.str("data");
   o.epochs = static_cast<int>(a.integer("epochs", 0));
@@ -508,7 +505,7 @@ int cmd_train_lm(int argc, char** argv) {
       {"overwrite"}, "train-lm");
   check(a.has("text") || a.positional.empty(), "unexpected argument '",
         a.positional.empty() ? "" : a.positional[0], "' (see kat train-lm --help)");
-  check_resume_flags(a, {"steps", "threads", "stop-after", "log-every", "progress"});
+  check_resume_flags(a, "steps");
   LmTrainOptions o;
   o.texts = text_files(a, 0);
   o.steps = a.integer("steps", 0);
@@ -695,7 +692,7 @@ int cmd_lra(int argc, char** argv) {
   check(o.log_every > 0 && o.threads >= 0 && o.stop_after >= 0,
         "--log-every must be positive, --threads and --stop-after not negative");
   if (a.has("resume")) {
-    check_resume_flags(a, {"steps", "threads", "stop-after", "log-every", "progress"});
+    check_resume_flags(a, "steps");
     o = lra_resume_options(a.str("resume"), o);
     check(a.positional.empty() || a.positional == std::vector<std::string>{o.task}, a.str("resume"),
           " is a ", o.task, " run");
