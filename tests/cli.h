@@ -9,9 +9,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 
 #include "kat/error.h"
+#include "kat/files.h"
 
 namespace kat::testing {
 
@@ -69,6 +72,28 @@ inline void expect_one_line_error(const RunResult& r, const std::string& what) {
     EXPECT_LE(std::count(rest.begin(), rest.end(), '\n'), 1) << "multi-line error:\n" << r.output;
   }
   EXPECT_THAT(r.output, ::testing::Not(HasSubstr("terminate called"))) << r.output;
+}
+
+// The seconds of training a checkpoint's trainer_state.json records (-1 when it records none).
+inline double seconds_trained(const std::string& checkpoint) {
+  const auto state = nlohmann::json::parse(read_text_file(checkpoint + "/trainer_state.json"));
+  return state.value("time_s", -1.0);
+}
+
+// A resumed run's clock goes on from its checkpoint: metrics.jsonl's time_s never runs backwards,
+// and the run's last/ records more seconds than `before`, those of the checkpoint it resumed.
+inline void expect_clock_goes_on(const std::string& run_dir, double before) {
+  EXPECT_GT(before, 0) << "the checkpoint records no seconds of training";
+  std::istringstream lines(read_text_file(run_dir + "/metrics.jsonl"));
+  double last = 0;
+  for (std::string line; std::getline(lines, line);) {
+    const auto record = nlohmann::json::parse(line);
+    if (!record.contains("time_s")) continue;
+    const double t = record["time_s"].get<double>();
+    EXPECT_GE(t, last) << "time_s runs backwards at " << line;
+    last = t;
+  }
+  EXPECT_GT(seconds_trained(run_dir + "/last"), before);
 }
 
 // A fresh directory under the system temp dir, removed when the object goes.

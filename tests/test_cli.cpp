@@ -171,9 +171,11 @@ TEST(Cli, ResumeContinuesExactly) {
   r = train_tiny(dir, dir / "split", common + " --stop-after 45");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("at step 45"));
+  const double before = testing::seconds_trained(dir / "split/last");
   r = run_kat("train --resume " + (dir / "split/last") + " --threads 2 --progress lines");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("resuming at step 45"));
+  testing::expect_clock_goes_on(dir / "split", before);
   for (const char* f : {"last/model.safetensors", "last/optimizer.safetensors"})
     EXPECT_EQ(read_file(dir / ("whole/" + std::string(f))),
               read_file(dir / ("split/" + std::string(f))))

@@ -93,9 +93,11 @@ TEST_F(LmCliTest, ResumeContinuesExactly) {
   ASSERT_EQ(r.status, 0) << r.output;
   r = train("split", "--steps 30 --eval-every 20 --stop-after 13");
   ASSERT_EQ(r.status, 0) << r.output;
+  const double before = testing::seconds_trained(*dir_ / "split/last");
   r = run_kat("train-lm --resume " + (*dir_ / "split/last") + " --threads 2 --progress lines");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("resuming at step 13"));
+  testing::expect_clock_goes_on(*dir_ / "split", before);
   for (const char* f : {"last/model.safetensors", "last/optimizer.safetensors"})
     EXPECT_EQ(read_file(*dir_ / ("whole/" + std::string(f))),
               read_file(*dir_ / ("split/" + std::string(f))))

@@ -66,9 +66,11 @@ TEST(LraCli, ResumeContinuesExactly) {
   // A moved run directory goes on where it is now (given with a trailing slash, as a shell
   // completes it).
   std::filesystem::rename(dir / "parts", dir / "moved");
+  const double before = testing::seconds_trained(dir / "moved/last");
   r = run_kat("lra listops --resume " + (dir / "moved/last/") + " --threads 2 --progress lines");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("resuming at step 3"));
+  testing::expect_clock_goes_on(dir / "moved", before);
   EXPECT_FALSE(std::filesystem::exists(dir / "parts"));
   for (const char* f : {"last/model.safetensors", "last/optimizer.safetensors"})
     EXPECT_EQ(read_file(dir / ("whole/" + std::string(f))),

@@ -190,15 +190,14 @@ LmTrainResult train_lm(const LmConfig& config_in, LmTrainOptions o, std::ostream
     if (step > 0) s << " (resuming at step " << step << ")";
     progress.message(s.str());
   }
+  const RunClock clock(state);
   auto save_state = [&](const std::string& dir, int64_t at_step, double val_loss) {
     if (!dist::root()) return;
     save_lm(dir, *model);
     save_optimizer(dir, model->params(), opt);
-    json s = {{"step", at_step},
-              {"best_loss", std::isfinite(best) ? best : 0.0},
-              {"val_loss", val_loss},
-              {"run_dir", o.out_dir},
-              {"options", options_json(o)}};
+    json s = {{"step", at_step},      {"best_loss", std::isfinite(best) ? best : 0.0},
+              {"val_loss", val_loss}, {"time_s", clock.seconds()},
+              {"run_dir", o.out_dir}, {"options", options_json(o)}};
     write_file_atomic(dir + "/trainer_state.json", s.dump(2) + "\n");
   };
 
@@ -206,8 +205,7 @@ LmTrainResult train_lm(const LmConfig& config_in, LmTrainOptions o, std::ostream
   InterruptGuard interrupt;
   LmTrainResult result;
   result.run_dir = o.out_dir;
-  const double t_start = now_seconds();
-  double t_window = t_start, window_loss = 0, last_tok_s = 0;
+  double t_window = now_seconds(), window_loss = 0, last_tok_s = 0;
   int64_t window_steps = 0;
   double window_sync = 0;
   const int64_t end_step = o.stop_after > 0 ? std::min(o.steps, o.stop_after) : o.steps;
@@ -245,10 +243,10 @@ LmTrainResult train_lm(const LmConfig& config_in, LmTrainOptions o, std::ostream
            << " bits/byte) " << std::setprecision(0) << last_tok_s << " tok/s ETA "
            << format_duration(eta);
       progress.step(step, o.steps, line.str());
-      json record = {{"kind", "step"},         {"step", step},
-                     {"loss", mean_loss},      {"lr", lr},
-                     {"grad_norm", grad_norm}, {"tokens_per_s", last_tok_s},
-                     {"time_s", t - t_start}};
+      json record = {{"kind", "step"},           {"step", step},
+                     {"loss", mean_loss},        {"lr", lr},
+                     {"grad_norm", grad_norm},   {"tokens_per_s", last_tok_s},
+                     {"time_s", clock.seconds()}};
       if (dist::size() > 1) record["allreduce_s"] = sync.seconds() - window_sync;
       metrics.write(record);
       t_window = t, window_loss = 0, window_steps = 0, window_sync = sync.seconds();
@@ -262,7 +260,7 @@ LmTrainResult train_lm(const LmConfig& config_in, LmTrainOptions o, std::ostream
       s << "step " << step << ": validation " << std::fixed << std::setprecision(3)
         << e.bits_per_byte() << " bits/byte (perplexity " << std::setprecision(2) << e.perplexity()
         << ", " << e.tokens << " tokens)" << (is_best ? " (best)" : "") << ", "
-        << format_duration(now_seconds() - t_start) << " elapsed";
+        << format_duration(clock.seconds()) << " elapsed";
       progress.message(s.str());
       metrics.write({{"kind", "eval"},
                      {"step", step},
@@ -270,7 +268,7 @@ LmTrainResult train_lm(const LmConfig& config_in, LmTrainOptions o, std::ostream
                      {"val_bpb", e.bits_per_byte()},
                      {"val_tokens", e.tokens},
                      {"tokens_per_s", last_tok_s},
-                     {"time_s", now_seconds() - t_start}});
+                     {"time_s", clock.seconds()}});
       save_state(o.out_dir + "/last", step, e.loss);
       if (is_best) save_state(o.out_dir + "/best", step, e.loss);
       result.final_eval = e;
@@ -284,7 +282,7 @@ LmTrainResult train_lm(const LmConfig& config_in, LmTrainOptions o, std::ostream
                      o.out_dir + "/last");
   }
   result.best_loss = best;
-  result.train_seconds = now_seconds() - t_start;
+  result.train_seconds = clock.seconds();
   result.steps = step;
   return result;
 }

@@ -423,8 +423,9 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
   int64_t step = 0;
   double best = -1;
   int64_t best_step = -1;  // of best/; -1: unknown (a checkpoint from before it was kept)
+  json state;              // null for a new run
   if (loaded) {
-    const json state = json::parse(read_text_file(o.resume + "/trainer_state.json"));
+    state = json::parse(read_text_file(o.resume + "/trainer_state.json"));
     load_optimizer(o.resume, model.params(), opt);
     step = state.at("step").get<int64_t>();
     best = state.value("best_acc", best);
@@ -435,15 +436,13 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
   }
   if (dist::root()) write_file_atomic(out + "/config.json", sequence_config_to_json(config));
   MetricsLog metrics(out);
+  const RunClock clock(state);
   auto save_state = [&](const std::string& dir, int64_t at_step) {
     if (!dist::root()) return;
     save_sequence_model(dir, model);
     save_optimizer(dir, model.params(), opt);
-    const json s = {{"step", at_step},
-                    {"best_acc", best},
-                    {"best_step", best_step},
-                    {"run_dir", out},
-                    {"options", options_json(o)}};
+    const json s = {{"step", at_step},           {"best_acc", best}, {"best_step", best_step},
+                    {"time_s", clock.seconds()}, {"run_dir", out},   {"options", options_json(o)}};
     write_file_atomic(dir + "/trainer_state.json", s.dump(2) + "\n");
   };
   Progress progress(root_log(log), o.progress == 1 || (o.progress == -1 && isatty(STDERR_FILENO)));
@@ -468,8 +467,7 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
   LraResult result;
   result.run_dir = out;
   result.mask_ratio = o.mask_ratio;
-  const double t0 = now_seconds();
-  double t_window = t0, window_loss = 0, window_sync = 0;
+  double t_window = now_seconds(), window_loss = 0, window_sync = 0;
   int64_t window_steps = 0;
   const int64_t end = o.stop_after > 0 ? std::min(o.steps, o.stop_after) : o.steps;
   const uint64_t n_train = static_cast<uint64_t>(data.train.size());
@@ -512,10 +510,13 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
            << window_loss / window_steps << " " << std::setprecision(1) << seq_s << " seq/s ETA "
            << format_duration((o.steps - step) * o.batch / std::max(1e-9, seq_s));
       progress.step(step, o.steps, line.str());
-      json record = {
-          {"kind", "step"},  {"step", step},           {"loss", window_loss / window_steps},
-          {"lr", lr},        {"grad_norm", grad_norm}, {"sequences_per_s", seq_s},
-          {"time_s", t - t0}};
+      json record = {{"kind", "step"},
+                     {"step", step},
+                     {"loss", window_loss / window_steps},
+                     {"lr", lr},
+                     {"grad_norm", grad_norm},
+                     {"sequences_per_s", seq_s},
+                     {"time_s", clock.seconds()}};
       if (dist::size() > 1) record["allreduce_s"] = sync.seconds() - window_sync;
       metrics.write(record);
       t_window = t, window_loss = 0, window_steps = 0, window_sync = sync.seconds();
@@ -529,10 +530,10 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
       std::ostringstream s;
       s << "step " << step << ": validation " << (o.mask_ratio > 0 ? "masked-token " : "")
         << "accuracy " << std::fixed << std::setprecision(2) << 100 * acc << "%"
-        << (is_best ? " (best)" : "") << ", " << format_duration(now_seconds() - t0) << " elapsed";
+        << (is_best ? " (best)" : "") << ", " << format_duration(clock.seconds()) << " elapsed";
       progress.message(s.str());
       metrics.write(
-          {{"kind", "eval"}, {"step", step}, {"valid_acc", acc}, {"time_s", now_seconds() - t0}});
+          {{"kind", "eval"}, {"step", step}, {"valid_acc", acc}, {"time_s", clock.seconds()}});
       save_state(out + "/last", step);
       if (is_best) save_state(out + "/best", step);
       result.valid_accuracy = acc;
@@ -546,7 +547,7 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
                      " --resume " + out + "/last");
   }
   result.steps = step;
-  result.train_seconds = now_seconds() - t0;
+  result.train_seconds = clock.seconds();
   result.test_accuracy =
       lra_accuracy_ranks(model, data.test, static_cast<int>(local), 0, o.mask_ratio);
   metrics.write({{"kind", "test"}, {"step", step}, {"test_acc", result.test_accuracy}});

@@ -37,6 +37,10 @@ std::string format_duration(double s) {
   return o.str();
 }
 
+RunClock::RunClock(const nlohmann::json& trainer_state)
+    : earlier_(trainer_state.is_object() ? trainer_state.value("time_s", 0.0) : 0.0),
+      start_(now_seconds()) {}
+
 std::string default_run_dir(const std::string& arch) {
   const std::time_t t = std::time(nullptr);
   char stamp[32];
@@ -71,6 +75,7 @@ nlohmann::json read_trainer_state(const std::string& checkpoint,
     nlohmann::json state = nlohmann::json::parse(read_text_file(path));
     restore(state.at("options"));
     state.at("step").get<int64_t>();
+    if (state.contains("time_s")) state["time_s"].get<double>();
     // The run goes on in the directory that holds the checkpoint, not the one it was saved in:
     // a run directory that was moved or copied continues where it is now.
     fs::path at = fs::path(dir).lexically_normal();

@@ -15,6 +15,18 @@ namespace kat {
 double now_seconds();
 std::string format_duration(double seconds);  // "3:07", "1:02:45"
 
+// Seconds of training over every invocation of a run. A resumed run goes on from the seconds its
+// checkpoint saved (trainer_state.json's "time_s"; 0 for a checkpoint from before it was saved),
+// so metrics.jsonl's time_s never runs backwards and a report's "s of training" counts all of it.
+class RunClock {
+ public:
+  explicit RunClock(const nlohmann::json& trainer_state);  // null for a new run
+  double seconds() const { return earlier_ + now_seconds() - start_; }
+
+ private:
+  double earlier_, start_;
+};
+
 // runs/<architecture>-<YYYYmmdd-HHMMSS>
 std::string default_run_dir(const std::string& architecture);
 // Creates the run directory, refusing one that already holds a run unless `overwrite` (then its

@@ -336,21 +336,22 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
   std::vector<uint8_t> raw(o.batch * per);
   std::vector<float> images(local * per);
   std::vector<int32_t> labels(o.batch);
+  const RunClock clock(state);
   auto save_state = [&](const std::string& dir, int64_t at_step, double acc) {
     if (!dist::root()) return;
     save_model(dir, *model);
     save_optimizer(dir, model->params(), opt);
-    json s = {{"step", at_step},       {"epoch", at_step / steps_per_epoch},
-              {"best_accuracy", best}, {"accuracy", acc},
-              {"run_dir", o.out_dir},  {"options", options_json(o)}};
+    json s = {{"step", at_step},           {"epoch", at_step / steps_per_epoch},
+              {"best_accuracy", best},     {"accuracy", acc},
+              {"time_s", clock.seconds()}, {"run_dir", o.out_dir},
+              {"options", options_json(o)}};
     write_file_atomic(dir + "/trainer_state.json", s.dump(2) + "\n");
   };
 
   InterruptGuard interrupt;
   TrainResult result;
   result.run_dir = o.out_dir;
-  const double t_start = now_seconds();
-  double t_window = t_start;
+  double t_window = now_seconds();
   int64_t window_images = 0, window_correct = 0, window_steps = 0;
   double window_loss = 0, last_img_s = 0, window_sync = 0;
   std::vector<int64_t> order;
@@ -413,7 +414,7 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
                      {"lr", lr},
                      {"grad_norm", grad_norm},
                      {"images_per_s", last_img_s},
-                     {"time_s", t - t_start}};
+                     {"time_s", clock.seconds()}};
       if (dist::size() > 1) record["allreduce_s"] = sync.seconds() - window_sync;
       metrics.write(record);
       t_window = t, window_images = window_correct = window_steps = 0, window_loss = 0;
@@ -426,7 +427,7 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
       std::ostringstream s;
       s << "epoch " << epoch + 1 << "/" << o.epochs << ": test accuracy " << std::fixed
         << std::setprecision(2) << 100 * r.accuracy() << "%, test loss " << std::setprecision(4)
-        << r.loss << (is_best ? " (best)" : "") << ", " << format_duration(now_seconds() - t_start)
+        << r.loss << (is_best ? " (best)" : "") << ", " << format_duration(clock.seconds())
         << " elapsed";
       progress.message(s.str());
       metrics.write({{"kind", "epoch"},
@@ -435,7 +436,7 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
                      {"test_acc", r.accuracy()},
                      {"test_loss", r.loss},
                      {"images_per_s", last_img_s},
-                     {"time_s", now_seconds() - t_start}});
+                     {"time_s", clock.seconds()}});
       save_state(o.out_dir + "/last", step, r.accuracy());
       if (is_best) save_state(o.out_dir + "/best", step, r.accuracy());
       result.final_eval = r;
@@ -449,7 +450,7 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
                      o.out_dir + "/last");
   }
   result.best_accuracy = best;
-  result.train_seconds = now_seconds() - t_start;
+  result.train_seconds = clock.seconds();
   result.steps = step;
   if (result.final_eval.count == 0 && step > 0)
     result.final_eval = evaluate_ranks(*model, test, o.batch);
