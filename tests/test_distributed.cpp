@@ -248,6 +248,9 @@ TEST_F(Distributed, OnlyTrainingCommandsRunUnderMpirun) {
   EXPECT_EQ(r.output.find("kat: error:"), r.output.rfind("kat: error:")) << r.output;
   EXPECT_THAT(r.output, HasSubstr(dir / "rank1-data")) << r.output;
   EXPECT_LT(waited, 60) << r.output;
+  // It ends the job before rank 0 creates the run directory, which would otherwise (holding an
+  // empty metrics.jsonl) refuse the same command once rank 1's data is there.
+  EXPECT_FALSE(std::filesystem::exists(dir / "run")) << r.output;
   r = run_mpi(2, "train" + std::string(kQuiet), "KAT_MPI_TIMEOUT=soon");
   EXPECT_NE(r.status, 0);
   EXPECT_THAT(r.output, HasSubstr("KAT_MPI_TIMEOUT must be a number of seconds > 0, not 'soon'"))

@@ -162,8 +162,8 @@ LmTrainResult train_lm(const LmConfig& config_in, LmTrainOptions o, std::ostream
   const int64_t T = c.context, B = o.batch;
   const TextCorpus corpus = load_text_corpus(o.texts, T);
   if (o.out_dir.empty()) o.out_dir = default_run_dir(c.architecture);
-  if (resume_dir.empty() && dist::root()) prepare_run_dir(o.out_dir, o.overwrite);
   const int64_t local = rank_batch(B), first = dist::rank() * local;
+  if (resume_dir.empty()) prepare_run_dir(o.out_dir, o.overwrite);
 
   AdamWConfig ac;
   ac.weight_decay = o.weight_decay, ac.beta2 = o.beta2;

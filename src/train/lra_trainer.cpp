@@ -415,8 +415,8 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
         std::max(data.train.max_length(), data.test.max_length()),
         " tokens, longer than the model's max_len of ", config.max_len);
   const std::string out = o.out_dir.empty() ? default_run_dir(config.architecture) : o.out_dir;
-  if (!loaded && dist::root()) prepare_run_dir(out, o.overwrite);
   const int64_t local = rank_batch(o.batch), first = dist::rank() * local;
+  if (!loaded) prepare_run_dir(out, o.overwrite);
   AdamWConfig ac;
   ac.weight_decay = o.weight_decay;
   AdamW opt(model.params(), ac);

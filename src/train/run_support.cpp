@@ -49,6 +49,9 @@ std::string default_run_dir(const std::string& arch) {
 }
 
 void prepare_run_dir(const std::string& dir, bool overwrite) {
+  double started = 1;
+  dist::sum(&started, 1, "start of the run");
+  if (!dist::root()) return;
   std::error_code ec;
   if (fs::exists(dir + "/metrics.jsonl", ec) || fs::exists(dir + "/last", ec)) {
     check(overwrite, dir, ": already holds a training run (use --overwrite to replace it, or ",

@@ -29,8 +29,10 @@ class RunClock {
 
 // runs/<architecture>-<YYYYmmdd-HHMMSS>
 std::string default_run_dir(const std::string& architecture);
-// Creates the run directory, refusing one that already holds a run unless `overwrite` (then its
-// last/, best/ and metrics.jsonl are removed), and checks that it is writable.
+// Called by every rank of a new run: once all have started (loaded their data and model), rank 0
+// creates the run directory, refusing one that already holds a run unless `overwrite` (then its
+// last/, best/ and metrics.jsonl are removed), and checks that it is writable. A rank that fails
+// before then ends the job with nothing written.
 void prepare_run_dir(const std::string& dir, bool overwrite);
 
 // --resume: reads CKPT/trainer_state.json (CKPT a checkpoint directory or its model.safetensors)

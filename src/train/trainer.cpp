@@ -299,8 +299,8 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
   check(train.count >= o.batch, train.source, ": ", train.count,
         " training images are fewer than one batch of ", o.batch);
   if (o.out_dir.empty()) o.out_dir = default_run_dir(c.architecture);
-  if (resume_dir.empty() && dist::root()) prepare_run_dir(o.out_dir, o.overwrite);
   const int64_t local = rank_batch(o.batch), first = dist::rank() * local;
+  if (resume_dir.empty()) prepare_run_dir(o.out_dir, o.overwrite);
 
   AdamWConfig ac;
   ac.weight_decay = o.weight_decay;
