@@ -42,6 +42,38 @@ inline RunResult run_kat(const std::string& args, const std::string& env = "") {
                      args + " 2>&1");
 }
 
+// Starts the training command `kat ARGS`, whose run goes to `run_dir`, sends it `signal` ("INT" as
+// Ctrl-C does, "TERM" as `kill` does) once its metrics.jsonl holds a training step, and returns
+// what it printed and how it exited. A kat still running 120 s after its start is killed (137).
+inline RunResult signal_kat(const std::string& args, const std::string& run_dir,
+                            const std::string& signal) {
+  const std::string log = run_dir + ".log";
+  return run_command("timeout -s KILL 120 " + std::string(KAT_BINARY_PATH) + " " + args + " >" +
+                     log + " 2>&1 & pid=$!; i=0; while [ $i -lt 1000 ] && ! grep -qs " +
+                     "'\"kind\":\"step\"' " + run_dir + "/metrics.jsonl; do sleep 0.1; " +
+                     "i=$((i + 1)); done; kill -" + signal + " $pid; wait $pid; s=$?; cat " + log +
+                     "; exit $s");
+}
+
+// A training run stopped by `signal` finished its step, saved last/ there and said how to resume
+// it; returns the step it saved.
+inline int64_t expect_stopped_and_saved(const RunResult& r, const std::string& run_dir,
+                                        int64_t steps) {
+  using ::testing::HasSubstr;
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("interrupted: saved " + run_dir + "/last at step ")) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--resume " + run_dir + "/last")) << r.output;
+  if (!std::filesystem::exists(run_dir + "/last/trainer_state.json")) {
+    ADD_FAILURE() << "no " << run_dir << "/last/trainer_state.json\n" << r.output;
+    return 0;
+  }
+  const auto state = nlohmann::json::parse(read_text_file(run_dir + "/last/trainer_state.json"));
+  const int64_t step = state.at("step").get<int64_t>();
+  EXPECT_GT(step, 0);
+  EXPECT_LT(step, steps);
+  return step;
+}
+
 // The message of the kat::Error that f throws, or "<no error>".
 inline std::string error_of(const std::function<void()>& f) {
   try {

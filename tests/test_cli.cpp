@@ -161,6 +161,20 @@ TEST(Cli, EndToEndTrainingLearnsAndRefusesToOverwrite) {
   EXPECT_EQ(r.status, 0) << r.output;
 }
 
+// `kill` (SIGTERM, as job schedulers stop a job) stops `kat train` as Ctrl-C does: last/ saved.
+TEST(Cli, SigtermSavesLast) {
+  REQUIRE_FMNIST();
+  TempDir dir("cli-sigterm");
+  const std::string out = dir / "run";
+  const auto r = testing::signal_kat(
+      "train --config " + write_config(dir, "tiny.json", kTinyConfig) + " --out " + out +
+          " --epochs 50 --batch 32 --train-limit 1024 "
+          "--test-limit 100 --threads 2 --progress lines "
+          "--log-every 1",
+      out, "TERM");
+  testing::expect_stopped_and_saved(r, out, 50 * 1024 / 32);
+}
+
 TEST(Cli, ResumeContinuesExactly) {
   REQUIRE_FMNIST();
   TempDir dir("cli-resume");

@@ -108,6 +108,17 @@ TEST_F(LmCliTest, ResumeContinuesExactly) {
                           "cannot change it");
 }
 
+// `kill` (SIGTERM) stops `kat train-lm` as Ctrl-C does: last/ saved.
+TEST_F(LmCliTest, SigtermSavesLast) {
+  const std::string out = *dir_ / "sigterm";
+  const auto r = testing::signal_kat("train-lm --config " + (*dir_ / "tiny.json") + " --text " +
+                                         (*dir_ / "text.txt") + " --out " + out +
+                                         " --batch 8 --steps 100000 --eval-every 100000 "
+                                         "--threads 2 --progress lines --log-every 1",
+                                     out, "TERM");
+  testing::expect_stopped_and_saved(r, out, 100000);
+}
+
 TEST_F(LmCliTest, DepthSetsTheNumberOfBlocks) {
   auto r = train("deep", "--steps 2 --eval-every 2 --depth 3");
   ASSERT_EQ(r.status, 0) << r.output;

@@ -80,6 +80,29 @@ TEST(LraCli, ResumeContinuesExactly) {
   expect_one_line_error(run_kat("lra image --resume " + (dir / "moved/last")), "listops run");
 }
 
+// Ctrl-C (SIGINT) and `kill` (SIGTERM) stop a run at the end of its step with last/ saved and the
+// test accuracy printed, and --resume goes on from that step.
+TEST(LraCli, CtrlCAndSigtermSaveLastAndResume) {
+  TempDir dir("cli-lra-signal");
+  for (const std::string signal : {"INT", "TERM"}) {
+    const std::string out = dir / signal;
+    auto r = testing::signal_kat(
+        "lra listops --train-size 30 --heldout 8 --steps 100000 --batch 4 "
+        "--eval-every 100000 --eval-limit 8 --threads 1 --log-every 1 "
+        "--progress lines --out " +
+            out,
+        out, signal);
+    const int64_t step = testing::expect_stopped_and_saved(r, out, 100000);
+    EXPECT_THAT(r.output, HasSubstr("test accuracy")) << r.output;
+    r = run_kat("lra --resume " + out + "/last --stop-after " + std::to_string(step + 2) +
+                " --threads 1 --progress lines");
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_THAT(r.output, HasSubstr("resuming at step " + std::to_string(step))) << r.output;
+    EXPECT_THAT(r.output, HasSubstr("saved " + out + "/last at step " + std::to_string(step + 2)))
+        << r.output;
+  }
+}
+
 // --init starts a new run from a checkpoint's weights and config, with flags on top: here rotary
 // positions added to a learned-position model. At a learning rate of 1e-30 no weight moves, so
 // the new run's weights are the checkpoint's, byte for byte.

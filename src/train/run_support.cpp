@@ -123,16 +123,16 @@ void MetricsLog::write(const nlohmann::json& record) {
   out_->flush();
 }
 
-// Under mpirun, Ctrl-C reaches the ranks as SIGTERM (mpirun's own SIGINT handler forwards it so):
-// it stops the run as SIGINT does.
+// SIGTERM stops the run as SIGINT does: it is how `kill`, job schedulers (Slurm at a job's time
+// limit, Kubernetes) and mpirun (forwarding Ctrl-C to the ranks) ask a process to stop.
 InterruptGuard::InterruptGuard() {
   g_interrupted = 0;
   std::signal(SIGINT, on_interrupt);
-  if (dist::size() > 1) std::signal(SIGTERM, on_interrupt);
+  std::signal(SIGTERM, on_interrupt);
 }
 InterruptGuard::~InterruptGuard() {
   std::signal(SIGINT, SIG_DFL);
-  if (dist::size() > 1) std::signal(SIGTERM, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
 }
 bool InterruptGuard::interrupted() { return g_interrupted != 0; }
 

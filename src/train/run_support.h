@@ -59,7 +59,8 @@ class MetricsLog {
   std::unique_ptr<std::ofstream> out_;
 };
 
-// Ctrl-C while training: the loop finishes its step, saves last/ and says how to resume.
+// Ctrl-C (SIGINT) or SIGTERM while training: the loop finishes its step, saves last/ and says how
+// to resume.
 class InterruptGuard {
  public:
   InterruptGuard();
