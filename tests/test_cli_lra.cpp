@@ -77,7 +77,8 @@ TEST(LraCli, ResumeContinuesExactly) {
               read_file(dir / ("moved/" + std::string(f))))
         << f;
   EXPECT_THAT(read_text_file(dir / "moved/metrics.jsonl"), HasSubstr("\"step\":6"));
-  expect_one_line_error(run_kat("lra image --resume " + (dir / "moved/last")), "listops run");
+  expect_one_line_error(run_kat("lra image --resume " + (dir / "moved/last")),
+                        "is a run of the listops task");
 }
 
 // Ctrl-C (SIGINT) and `kill` (SIGTERM) stop a run at the end of its step with last/ saved and the
@@ -204,7 +205,7 @@ TEST(LraCli, StepsZeroWithInitEvaluatesACheckpoint) {
         flag);
   expect_one_line_error(run_kat("lra listops --steps 0" + data), "--init");
   expect_one_line_error(run_kat("lra pathfinder --steps 0 --init " + (dir / "run/best")),
-                        "is a listops model, not a pathfinder one");
+                        "is a model of the listops task, not of pathfinder");
   // The commands of the other models point to it.
   for (const char* command : {"eval ", "generate ", "eval-lm "})
     expect_one_line_error(run_kat(command + (dir / "run/best")), "--steps 0");

@@ -695,7 +695,7 @@ int cmd_lra(int argc, char** argv) {
     check_resume_flags(a, "steps");
     o = lra_resume_options(a.str("resume"), o);
     check(a.positional.empty() || a.positional == std::vector<std::string>{o.task}, a.str("resume"),
-          " is a ", o.task, " run");
+          " is a run of the ", o.task, " task");
     set_num_threads(o.threads);
     const LraData data = load_lra(o);
     return report_lra(train_lra(SequenceConfig{}, data, o, std::cerr));
@@ -710,8 +710,8 @@ int cmd_lra(int argc, char** argv) {
   const bool evaluate_only = o.steps == 0 && !o.init.empty();
   if (evaluate_only) {
     o = lra_checkpoint_data_options(o.init, o);
-    check(o.task == a.positional[0], o.init, " is a ", o.task, " model, not a ", a.positional[0],
-          " one");
+    check(o.task == a.positional[0], o.init, " is a model of the ", o.task, " task, not of ",
+          a.positional[0]);
   }
   o.data_dir = a.str("data", o.data_dir);
   o.train_size = a.integer("train-size", o.train_size);
