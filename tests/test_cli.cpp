@@ -46,12 +46,17 @@ std::string write_config(const TempDir& dir, const std::string& name, const std:
   return path;
 }
 
-// Trains the tiny model into `out`; extra flags appended.
+// The arguments that train the tiny model into `out`; extra flags appended.
+std::string tiny_args(const TempDir& dir, const std::string& out, const std::string& extra) {
+  const std::string cfg = write_config(dir, "tiny.json", kTinyConfig);
+  return "train --config " + cfg + " --out " + out +
+         " --threads 2 --progress lines --log-every 10 " + extra;
+}
+
+// Trains the tiny model into `out`.
 testing::RunResult train_tiny(const TempDir& dir, const std::string& out,
                               const std::string& extra) {
-  const std::string cfg = write_config(dir, "tiny.json", kTinyConfig);
-  return run_kat("train --config " + cfg + " --out " + out +
-                 " --threads 2 --progress lines --log-every 10 " + extra);
+  return run_kat(tiny_args(dir, out, extra));
 }
 
 // One small checkpoint shared by the tests that only read it.
@@ -167,11 +172,8 @@ TEST(Cli, SigtermSavesLast) {
   TempDir dir("cli-sigterm");
   const std::string out = dir / "run";
   const auto r = testing::signal_kat(
-      "train --config " + write_config(dir, "tiny.json", kTinyConfig) + " --out " + out +
-          " --epochs 50 --batch 32 --train-limit 1024 "
-          "--test-limit 100 --threads 2 --progress lines "
-          "--log-every 1",
-      out, "TERM");
+      tiny_args(dir, out, "--epochs 50 --batch 32 --train-limit 1024 --test-limit 100"), out,
+      "TERM");
   testing::expect_stopped_and_saved(r, out, 50 * 1024 / 32);
 }
 

@@ -40,10 +40,13 @@ class LmCliTest : public ::testing::Test {
     first_output_ = r.output;
   }
   static void TearDownTestSuite() { delete dir_; }
+  static std::string train_args(const std::string& out, const std::string& extra) {
+    return "train-lm --config " + (*dir_ / "tiny.json") + " --text " + (*dir_ / "text.txt") +
+           " --out " + (*dir_ / out) +
+           " --batch 8 --lr 3e-3 --warmup 20 --threads 2 --progress lines " + extra;
+  }
   static testing::RunResult train(const std::string& out, const std::string& extra) {
-    return run_kat("train-lm --config " + (*dir_ / "tiny.json") + " --text " +
-                   (*dir_ / "text.txt") + " --out " + (*dir_ / out) +
-                   " --batch 8 --lr 3e-3 --warmup 20 --threads 2 --progress lines " + extra);
+    return run_kat(train_args(out, extra));
   }
   static std::string ckpt() { return *dir_ / "run/last"; }
   static TempDir* dir_;
@@ -111,11 +114,8 @@ TEST_F(LmCliTest, ResumeContinuesExactly) {
 // `kill` (SIGTERM) stops `kat train-lm` as Ctrl-C does: last/ saved.
 TEST_F(LmCliTest, SigtermSavesLast) {
   const std::string out = *dir_ / "sigterm";
-  const auto r = testing::signal_kat("train-lm --config " + (*dir_ / "tiny.json") + " --text " +
-                                         (*dir_ / "text.txt") + " --out " + out +
-                                         " --batch 8 --steps 100000 --eval-every 100000 "
-                                         "--threads 2 --progress lines --log-every 1",
-                                     out, "TERM");
+  const auto r = testing::signal_kat(
+      train_args("sigterm", "--steps 100000 --eval-every 100000 --log-every 1"), out, "TERM");
   testing::expect_stopped_and_saved(r, out, 100000);
 }
 

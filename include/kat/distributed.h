@@ -33,6 +33,11 @@ void sum(double* x, int64_t n, const std::string& what);
 inline void sum(std::vector<double>& x, const std::string& what) {
   sum(x.data(), static_cast<int64_t>(x.size()), what);
 }
+// Returns once every rank has reached it (an exchange of nothing, named `what` in errors).
+inline void barrier(const std::string& what) {
+  double nothing = 0;
+  sum(&nothing, 1, what);
+}
 
 // Prints "kat: error: <error>" for an error this rank has caught, once for the whole job. The
 // ranks of a job mostly meet the same error (a missing file, a bad option): rank 0 prints it and

@@ -555,8 +555,7 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
   result.best_step = best_step, result.best_valid_accuracy = best;
   result.best_test_accuracy = result.test_accuracy;
   if (best_step >= 0 && best_step != step) {
-    double token = 0;
-    dist::sum(&token, 1, "barrier");  // rank 0 has written best/ before any rank reads it
+    dist::barrier("saving best/");  // rank 0 has written best/ before any rank reads it
     const auto best_model = load_sequence_model(out + "/best");
     result.best_test_accuracy =
         lra_accuracy_ranks(*best_model, data.test, static_cast<int>(local), 0, o.mask_ratio);

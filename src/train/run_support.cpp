@@ -49,8 +49,7 @@ std::string default_run_dir(const std::string& arch) {
 }
 
 void prepare_run_dir(const std::string& dir, bool overwrite) {
-  double started = 1;
-  dist::sum(&started, 1, "start of the run");
+  dist::barrier("start of the run");
   if (!dist::root()) return;
   std::error_code ec;
   if (fs::exists(dir + "/metrics.jsonl", ec) || fs::exists(dir + "/last", ec)) {
