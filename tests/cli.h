@@ -43,16 +43,24 @@ inline RunResult run_kat(const std::string& args, const std::string& env = "") {
 }
 
 // Starts the training command `kat ARGS`, whose run goes to `run_dir`, sends it `signal` ("INT" as
-// Ctrl-C does, "TERM" as `kill` does) once its metrics.jsonl holds a training step, and returns
-// what it printed and how it exited. A kat still running 120 s after its start is killed (137).
+// Ctrl-C does, "TERM" as `kill` does) once its metrics.jsonl holds a training step and, `twice`,
+// the same signal again once it says it saved last/; returns what it printed and how it exited
+// (128 + the signal's number when one ended it). A kat still running 120 s after its start is
+// killed (137). The signals go to kat itself: GNU timeout forwards only the first.
 inline RunResult signal_kat(const std::string& args, const std::string& run_dir,
-                            const std::string& signal) {
+                            const std::string& signal, bool twice = false) {
   const std::string log = run_dir + ".log";
-  return run_command("timeout -s KILL 120 " + std::string(KAT_BINARY_PATH) + " " + args + " >" +
-                     log + " 2>&1 & pid=$!; i=0; while [ $i -lt 1000 ] && ! grep -qs " +
-                     "'\"kind\":\"step\"' " + run_dir + "/metrics.jsonl; do sleep 0.1; " +
-                     "i=$((i + 1)); done; kill -" + signal + " $pid; wait $pid; s=$?; cat " + log +
-                     "; exit $s");
+  const auto wait_for = [](const std::string& text, const std::string& file) {
+    return "i=0; while [ $i -lt 1000 ] && ! grep -qs '" + text + "' " + file +
+           "; do sleep 0.1; i=$((i + 1)); done; ";
+  };
+  std::string script = std::string(KAT_BINARY_PATH) + " " + args + " >" + log +
+                       " 2>&1 & pid=$!; (i=0; while [ $i -lt 1200 ] && kill -0 $pid; do sleep 0.1; "
+                       "i=$((i + 1)); done; kill -KILL $pid) >/dev/null 2>&1 & " +
+                       wait_for("\"kind\":\"step\"", run_dir + "/metrics.jsonl") + "kill -" +
+                       signal + " $pid; ";
+  if (twice) script += wait_for("interrupted: saved", log) + "kill -" + signal + " $pid; ";
+  return run_command(script + "wait $pid; s=$?; cat " + log + "; exit $s");
 }
 
 // A training run stopped by `signal` finished its step, saved last/ there and said how to resume

@@ -2,6 +2,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <filesystem>
 #include <sstream>
 #include <utility>
@@ -102,6 +103,42 @@ TEST(LraCli, CtrlCAndSigtermSaveLastAndResume) {
     EXPECT_THAT(r.output, HasSubstr("saved " + out + "/last at step " + std::to_string(step + 2)))
         << r.output;
   }
+}
+
+// The same signal a second time ends the run at once, here during the final test evaluation (500
+// ListOps examples of the default model: about 20 s on one thread), with last/ saved before it.
+TEST(LraCli, TheSameSignalTwiceEndsTheRunAtOnce) {
+  TempDir dir("cli-lra-signal-twice");
+  for (const std::string signal : {"INT", "TERM"}) {
+    const std::string out = dir / signal;
+    const auto r = testing::signal_kat(
+        "lra listops --train-size 30 --heldout 500 --steps 100000 --batch 4 "
+        "--eval-every 100000 --eval-limit 8 --threads 1 --log-every 1 --progress lines --out " +
+            out,
+        out, signal, /*twice=*/true);
+    EXPECT_EQ(r.status, 128 + (signal == "INT" ? SIGINT : SIGTERM)) << r.output;
+    EXPECT_THAT(r.output, HasSubstr("interrupted: saved " + out + "/last at step ")) << r.output;
+    EXPECT_THAT(r.output, Not(HasSubstr("test accuracy"))) << r.output;
+    EXPECT_TRUE(std::filesystem::exists(out + "/last/trainer_state.json")) << r.output;
+  }
+}
+
+// A run stopped before its first step (here: what Ctrl-C during data generation leaves) holds
+// nothing to lose, so the same command starts over; one with a logged step is kept.
+TEST(LraCli, ARunStoppedBeforeItsFirstStepStartsOver) {
+  TempDir dir("cli-lra-start-over");
+  const std::string out = dir / "run";
+  std::filesystem::create_directories(out);
+  write_file_atomic(out + "/config.json", "{}\n");
+  write_file_atomic(out + "/metrics.jsonl", "");
+  const std::string args =
+      "lra listops --train-size 30 --heldout 8 --steps 2 --batch 4 --eval-every 2 --eval-limit 8 "
+      "--threads 1 --progress lines --out " +
+      out;
+  auto r = run_kat(args);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(out + "/last/trainer_state.json")) << r.output;
+  expect_one_line_error(run_kat(args), "already holds a training run");
 }
 
 // --init starts a new run from a checkpoint's weights and config, with flags on top: here rotary

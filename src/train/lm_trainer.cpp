@@ -193,6 +193,7 @@ LmTrainResult train_lm(const LmConfig& config_in, LmTrainOptions o, std::ostream
   const RunClock clock(state);
   auto save_state = [&](const std::string& dir, int64_t at_step, double val_loss) {
     if (!dist::root()) return;
+    const SavingCheckpoint saving;
     save_lm(dir, *model);
     save_optimizer(dir, model->params(), opt);
     json s = {{"step", at_step},      {"best_loss", std::isfinite(best) ? best : 0.0},

@@ -439,6 +439,7 @@ LraResult train_lra(const SequenceConfig& config_in, const LraData& data, const 
   const RunClock clock(state);
   auto save_state = [&](const std::string& dir, int64_t at_step) {
     if (!dist::root()) return;
+    const SavingCheckpoint saving;
     save_sequence_model(dir, model);
     save_optimizer(dir, model.params(), opt);
     const json s = {{"step", at_step},           {"best_acc", best}, {"best_step", best_step},

@@ -17,8 +17,31 @@ namespace kat {
 namespace fs = std::filesystem;
 
 namespace {
+// A signal asks the training loop to stop after its step. The same signal again (Ctrl-C twice, or
+// a scheduler's second SIGTERM) ends the process at once, at the default action, as a program
+// without a handler would; a checkpoint being written is finished first, so last/ and best/ hold
+// one step's files. The other signal (mpirun's SIGTERM after a Ctrl-C) only asks again.
 volatile std::sig_atomic_t g_interrupted = 0;
-void on_interrupt(int) { g_interrupted = 1; }
+volatile std::sig_atomic_t g_seen_int = 0, g_seen_term = 0;
+volatile std::sig_atomic_t g_saving = 0;  // a checkpoint is being written
+volatile std::sig_atomic_t g_again = 0;   // the signal that came again while it was
+
+void end_by(int signal) {
+  std::signal(signal, SIG_DFL);
+  std::raise(signal);
+}
+
+void on_interrupt(int signal) {
+  volatile std::sig_atomic_t& seen = signal == SIGINT ? g_seen_int : g_seen_term;
+  g_interrupted = 1;
+  if (!seen) {
+    seen = 1;
+  } else if (g_saving) {
+    g_again = signal;
+  } else {
+    end_by(signal);
+  }
+}
 }  // namespace
 
 double now_seconds() {
@@ -52,7 +75,10 @@ void prepare_run_dir(const std::string& dir, bool overwrite) {
   dist::barrier("start of the run");
   if (!dist::root()) return;
   std::error_code ec;
-  if (fs::exists(dir + "/metrics.jsonl", ec) || fs::exists(dir + "/last", ec)) {
+  // A run stopped before its first logged step (Ctrl-C while a large dataset was generated) left
+  // config.json and an empty metrics.jsonl: nothing to lose, so the same command starts again.
+  const auto size = fs::file_size(dir + "/metrics.jsonl", ec);
+  if ((!ec && size > 0) || fs::exists(dir + "/last", ec)) {
     check(overwrite, dir, ": already holds a training run (use --overwrite to replace it, or ",
           "--resume ", dir, "/last to continue it)");
     fs::remove_all(dir + "/last", ec);
@@ -126,6 +152,10 @@ void MetricsLog::write(const nlohmann::json& record) {
 // limit, Kubernetes) and mpirun (forwarding Ctrl-C to the ranks) ask a process to stop.
 InterruptGuard::InterruptGuard() {
   g_interrupted = 0;
+  g_seen_int = 0;
+  g_seen_term = 0;
+  g_saving = 0;
+  g_again = 0;
   std::signal(SIGINT, on_interrupt);
   std::signal(SIGTERM, on_interrupt);
 }
@@ -134,6 +164,12 @@ InterruptGuard::~InterruptGuard() {
   std::signal(SIGTERM, SIG_DFL);
 }
 bool InterruptGuard::interrupted() { return g_interrupted != 0; }
+
+SavingCheckpoint::SavingCheckpoint() { g_saving = 1; }
+SavingCheckpoint::~SavingCheckpoint() {
+  g_saving = 0;
+  if (g_again) end_by(g_again);
+}
 
 void Progress::step(int64_t step, int64_t total, const std::string& line) {
   if (bar_) {

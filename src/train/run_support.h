@@ -60,7 +60,8 @@ class MetricsLog {
 };
 
 // Ctrl-C (SIGINT) or SIGTERM while training: the loop finishes its step, saves last/ and says how
-// to resume.
+// to resume. The same signal a second time ends the process at once (after a checkpoint being
+// written), during the final save and test evaluation too.
 class InterruptGuard {
  public:
   InterruptGuard();
@@ -68,6 +69,15 @@ class InterruptGuard {
   InterruptGuard(const InterruptGuard&) = delete;
   InterruptGuard& operator=(const InterruptGuard&) = delete;
   static bool interrupted();
+};
+
+// While one lives (a checkpoint is being written), a second Ctrl-C or SIGTERM waits for it to end.
+class SavingCheckpoint {
+ public:
+  SavingCheckpoint();
+  ~SavingCheckpoint();
+  SavingCheckpoint(const SavingCheckpoint&) = delete;
+  SavingCheckpoint& operator=(const SavingCheckpoint&) = delete;
 };
 
 // Progress on a terminal: one line redrawn in place behind a bar; elsewhere plain log lines.

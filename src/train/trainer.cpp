@@ -339,6 +339,7 @@ TrainResult train_classifier(const ModelConfig& config_in, bool adapt_config, Tr
   const RunClock clock(state);
   auto save_state = [&](const std::string& dir, int64_t at_step, double acc) {
     if (!dist::root()) return;
+    const SavingCheckpoint saving;
     save_model(dir, *model);
     save_optimizer(dir, model->params(), opt);
     json s = {{"step", at_step},           {"epoch", at_step / steps_per_epoch},
