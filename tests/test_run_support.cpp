@@ -33,7 +33,7 @@ TEST(InterruptGuardDeathTest, TheSameSignalAgainEndsTheProcessOnceTheCheckpointI
 }
 
 TEST(InterruptGuardDeathTest, TheOtherSignalOnlyAsksAgain) {
-  // mpirun sends its ranks SIGTERM after the terminal's Ctrl-C reached them.
+  // mpirun may send its ranks SIGTERM after the terminal's Ctrl-C has reached them.
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
       {

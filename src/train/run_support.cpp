@@ -21,10 +21,9 @@ namespace {
 // a scheduler's second SIGTERM) ends the process at once, at the default action, as a program
 // without a handler would; a checkpoint being written is finished first, so last/ and best/ hold
 // one step's files. The other signal (mpirun's SIGTERM after a Ctrl-C) only asks again.
-volatile std::sig_atomic_t g_interrupted = 0;
-volatile std::sig_atomic_t g_seen_int = 0, g_seen_term = 0;
-volatile std::sig_atomic_t g_saving = 0;  // a checkpoint is being written
-volatile std::sig_atomic_t g_again = 0;   // the signal that came again while it was
+volatile std::sig_atomic_t g_seen_int = 0, g_seen_term = 0;  // each signal asked once
+volatile std::sig_atomic_t g_saving = 0;                     // a checkpoint is being written
+volatile std::sig_atomic_t g_again = 0;  // the signal that came again while it was
 
 void end_by(int signal) {
   std::signal(signal, SIG_DFL);
@@ -33,7 +32,6 @@ void end_by(int signal) {
 
 void on_interrupt(int signal) {
   volatile std::sig_atomic_t& seen = signal == SIGINT ? g_seen_int : g_seen_term;
-  g_interrupted = 1;
   if (!seen) {
     seen = 1;
   } else if (g_saving) {
@@ -151,7 +149,6 @@ void MetricsLog::write(const nlohmann::json& record) {
 // SIGTERM stops the run as SIGINT does: it is how `kill`, job schedulers (Slurm at a job's time
 // limit, Kubernetes) and mpirun (forwarding Ctrl-C to the ranks) ask a process to stop.
 InterruptGuard::InterruptGuard() {
-  g_interrupted = 0;
   g_seen_int = 0;
   g_seen_term = 0;
   g_saving = 0;
@@ -163,7 +160,7 @@ InterruptGuard::~InterruptGuard() {
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
 }
-bool InterruptGuard::interrupted() { return g_interrupted != 0; }
+bool InterruptGuard::interrupted() { return g_seen_int != 0 || g_seen_term != 0; }
 
 SavingCheckpoint::SavingCheckpoint() { g_saving = 1; }
 SavingCheckpoint::~SavingCheckpoint() {
