@@ -1,6 +1,7 @@
 // Google Benchmark micro-benchmarks of kat's CPU kernels at the shapes that matter: the GR-KAN
 // against the GELU it replaces on a KAT-T feed-forward activation ([128, 197, 768], 8 groups),
-// LayerNorm, attention and linear layers of KAT-T and of the default 28x28 model, and the language
+// LayerNorm, attention of KAT-T and of the default 28x28 model, their linear layers and kat lra
+// pathfinder's (kat's own narrow kernel against OpenBLAS, BM_LinearForwardBackward), the language
 // model's kernels: causal attention, linear attention, RoPE, one decode step's attention over the
 // KV cache, and the fused softmax cross-entropy over the byte vocabulary; linear attention and GLA
 // at kat lra pathfinder's batch, one call against one call per row (BM_MixerBatchRows).
@@ -11,6 +12,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <vector>
@@ -111,15 +113,24 @@ void BM_AttentionForwardBackward(benchmark::State& state) {
   }
 }
 
-// args: rows, in, out
+// args: rows, in, out, path. Without bias: the three products alone. Path 0 is kat's linear layer
+// (its own kernel for narrow layers, src/kernels/cpu/linear.cpp), path 1 the same products through
+// OpenBLAS alone, as every layer ran before.
 void BM_LinearForwardBackward(benchmark::State& state) {
   const int64_t R = state.range(0), I = state.range(1), O = state.range(2);
+  const bool blas = state.range(3) == 1;
   const auto x = random_vector(R * I, 9), w = random_vector(O * I, 10),
              dy = random_vector(R * O, 11);
-  std::vector<float> y(R * O), dx(R * I), dw(O * I), db(O), b(O);
+  std::vector<float> y(R * O), dx(R * I), dw(O * I);
   for (auto _ : state) {
-    linear_forward(y.data(), x.data(), w.data(), b.data(), R, I, O);
-    linear_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), R, I, O, false);
+    if (blas) {
+      gemm(false, true, R, O, I, 1.0f, x.data(), I, w.data(), I, 0.0f, y.data(), O);
+      gemm(false, false, R, I, O, 1.0f, dy.data(), O, w.data(), I, 0.0f, dx.data(), I);
+      gemm(true, false, O, I, R, 1.0f, dy.data(), O, x.data(), I, 1.0f, dw.data(), I);
+    } else {
+      linear_forward(y.data(), x.data(), w.data(), nullptr, R, I, O);
+      linear_backward(dx.data(), dw.data(), nullptr, dy.data(), x.data(), w.data(), R, I, O, false);
+    }
   }
   state.counters["GFLOP/s"] =
       benchmark::Counter(6.0 * R * I * O * state.iterations(), benchmark::Counter::kIsRate,
@@ -237,9 +248,25 @@ BENCHMARK(BM_AttentionForwardBackward)
     ->Args({32, 197, 192, 3})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+// The default 28x28 model's layers (qkv, proj, fc1, fc2), KAT-T's feed-forward, kat lra
+// pathfinder's layers (2 x 32 model, a quarter of its batch of 256: qkv, fc1, fc2, proj) and a
+// 256-wide layer, the widest that takes kat's own kernel; each through both paths.
+void linear_shapes(benchmark::internal::Benchmark* b) {
+  for (int64_t path : {0, 1})
+    for (auto [R, I, O] : {std::array<int64_t, 3>{128 * 50, 64, 192},
+                           {128 * 50, 64, 64},
+                           {128 * 50, 64, 256},
+                           {128 * 50, 256, 64},
+                           {32 * 197, 192, 768},
+                           {64 * 1024, 32, 96},
+                           {64 * 1024, 32, 64},
+                           {64 * 1024, 64, 32},
+                           {64 * 1024, 32, 32},
+                           {16 * 1024, 256, 256}})
+      b->Args({R, I, O, path});
+}
 BENCHMARK(BM_LinearForwardBackward)
-    ->Args({128 * 50, 64, 256})
-    ->Args({32 * 197, 192, 768})
+    ->Apply(linear_shapes)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_CausalAttentionForwardBackward)

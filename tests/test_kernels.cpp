@@ -46,6 +46,85 @@ TEST(Linear, Gradients) {
   expect_gradient(loss, b, db, "db");
 }
 
+// Linear layers with both widths a multiple of 8 up to 128 and at least 96 rows take kat's own
+// narrow kernel instead of OpenBLAS: every part of it (rows not a multiple of the 6-row tile, an
+// 8-column tail, threads' row spans longer than one 256-deep pass) against plain sums, and the
+// shapes just outside it, which stay with OpenBLAS.
+TEST(Linear, NarrowAndBlasShapesMatchLoops) {
+  struct Shape {
+    int64_t R, I, O;
+  };
+  for (const Shape s :
+       {Shape{101, 32, 96}, Shape{200, 24, 40}, Shape{97, 128, 8}, Shape{1200, 32, 96},
+        Shape{300, 64, 128}, Shape{95, 32, 32}, Shape{120, 136, 32}, Shape{120, 32, 12}}) {
+    const int64_t R = s.R, I = s.I, O = s.O;
+    SCOPED_TRACE(::testing::Message() << "R " << R << " I " << I << " O " << O);
+    auto x = randn(R * I, 1), w = randn(O * I, 2), b = randn(O, 3), dy = randn(R * O, 4);
+    std::vector<float> y(R * O), dx0 = randn(R * I, 5), dw0 = randn(O * I, 6), db0 = randn(O, 7);
+    std::vector<float> dx = dx0, dw = dw0, db = db0, dx_over(R * I, 0.0f), dw_over = dw0;
+    linear_forward(y.data(), x.data(), w.data(), b.data(), R, I, O);
+    linear_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), R, I, O);
+    linear_backward(dx_over.data(), dw_over.data(), nullptr, dy.data(), x.data(), w.data(), R, I, O,
+                    false);
+    // A float sum is off by a few ulps of the sum of its terms' magnitudes; a wrong index is off
+    // by about the sum itself.
+    auto expect_sum = [](float got, double sum, double magnitude, const char* what) {
+      ASSERT_NEAR(got, sum, 1e-5 * magnitude + 1e-6) << what;
+    };
+    for (int64_t r = 0; r < R; r++)
+      for (int64_t o = 0; o < O; o++) {
+        double sum = b[o], mag = std::fabs(b[o]);
+        for (int64_t i = 0; i < I; i++)
+          sum += double(x[r * I + i]) * w[o * I + i], mag += std::fabs(x[r * I + i] * w[o * I + i]);
+        expect_sum(y[r * O + o], sum, mag, "y");
+      }
+    for (int64_t r = 0; r < R; r++)
+      for (int64_t i = 0; i < I; i++) {
+        double sum = 0, mag = 0;
+        for (int64_t o = 0; o < O; o++)
+          sum += double(dy[r * O + o]) * w[o * I + i],
+              mag += std::fabs(dy[r * O + o] * w[o * I + i]);
+        expect_sum(dx[r * I + i], dx0[r * I + i] + sum, mag + std::fabs(dx0[r * I + i]), "dx");
+        expect_sum(dx_over[r * I + i], sum, mag, "dx, overwritten");
+      }
+    for (int64_t o = 0; o < O; o++) {
+      double dbias = 0, dbias_mag = 0;
+      for (int64_t r = 0; r < R; r++) dbias += dy[r * O + o], dbias_mag += std::fabs(dy[r * O + o]);
+      expect_sum(db[o], db0[o] + dbias, dbias_mag + std::fabs(db0[o]), "db");
+      for (int64_t i = 0; i < I; i++) {
+        double sum = 0, mag = 0;
+        for (int64_t r = 0; r < R; r++)
+          sum += double(dy[r * O + o]) * x[r * I + i],
+              mag += std::fabs(dy[r * O + o] * x[r * I + i]);
+        expect_sum(dw[o * I + i], dw0[o * I + i] + sum, mag + std::fabs(dw0[o * I + i]), "dw");
+        expect_sum(dw_over[o * I + i], dw0[o * I + i] + sum, mag + std::fabs(dw0[o * I + i]),
+                   "dw, dx overwritten");
+      }
+    }
+  }
+}
+
+// kat's results do not depend on its thread count: the narrow kernel splits rows over threads for
+// y and dx, and sums dw in a fixed number of spans whatever the threads.
+TEST(Linear, NarrowKernelGivesTheSameSumsOnAnyThreadCount) {
+  const int64_t R = 3000, I = 32, O = 96;
+  const auto x = randn(R * I, 1), w = randn(O * I, 2), dy = randn(R * O, 3);
+  auto run = [&](int threads) {
+    set_num_threads(threads);
+    std::vector<float> y(R * O), dx(R * I), dw(O * I, 0.0f);
+    linear_forward(y.data(), x.data(), w.data(), nullptr, R, I, O);
+    linear_backward(dx.data(), dw.data(), nullptr, dy.data(), x.data(), w.data(), R, I, O, false);
+    y.insert(y.end(), dx.begin(), dx.end());
+    y.insert(y.end(), dw.begin(), dw.end());
+    return y;
+  };
+  const int before = num_threads();
+  const auto one = run(1), three = run(3);
+  set_num_threads(before);
+  ASSERT_EQ(one.size(), three.size());
+  for (size_t k = 0; k < one.size(); k++) ASSERT_EQ(one[k], three[k]) << k;
+}
+
 TEST(LayerNorm, Gradients) {
   const int64_t R = 4, C = 12;
   auto x = randn(R * C, 1, 2.0f), w = randn(C, 2), b = randn(C, 3), wy = randn(R * C, 4);
@@ -480,6 +559,11 @@ TEST(Backward, OverwriteModeEqualsAccumulatingIntoZeros) {
   std::vector<float> dw(O * C), dnum(6), dden(16), dden_wide(8);
   both("linear", R * C, [&](float* dx, bool a) {
     linear_backward(dx, dw.data(), nullptr, dyo.data(), x.data(), w.data(), R, C, O, a);
+  });
+  const int64_t Rn = 96;  // enough rows for the narrow kernel
+  const auto x_n = testing::randn(Rn * C, 11), dyo_n = testing::randn(Rn * O, 12);
+  both("linear, narrow kernel", Rn * C, [&](float* dx, bool a) {
+    linear_backward(dx, dw.data(), nullptr, dyo_n.data(), x_n.data(), w.data(), Rn, C, O, a);
   });
   both("gelu", R * C, [&](float* dx, bool a) { gelu_backward(dx, dy.data(), x.data(), R * C, a); });
   both("rational", R * C, [&](float* dx, bool a) {
