@@ -46,17 +46,34 @@ TEST(Linear, Gradients) {
   expect_gradient(loss, b, db, "db");
 }
 
-// Linear layers with both widths a multiple of 8 up to 128 and at least 96 rows take kat's own
+// got[m, n] against c0(m, n) + sum_k a(m, k) b(k, n), summed in double. A float sum is off by a
+// few ulps of the sum of its terms' magnitudes; a wrong index is off by about the sum itself.
+template <class C0, class A, class B>
+void expect_product(const char* what, const float* got, int64_t M, int64_t N, int64_t K, C0 c0, A a,
+                    B b) {
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t n = 0; n < N; n++) {
+      double sum = c0(m, n), magnitude = std::fabs(sum);
+      for (int64_t k = 0; k < K; k++) {
+        const double term = double(a(m, k)) * b(k, n);
+        sum += term, magnitude += std::fabs(term);
+      }
+      ASSERT_NEAR(got[m * N + n], sum, 1e-5 * magnitude + 1e-6)
+          << what << "[" << m << ", " << n << "]";
+    }
+}
+
+// Linear layers with both widths a multiple of 8 up to 256 and at least 96 rows take kat's own
 // narrow kernel instead of OpenBLAS: every part of it (rows not a multiple of the 6-row tile, an
-// 8-column tail, threads' row spans longer than one 256-deep pass) against plain sums, and the
-// shapes just outside it, which stay with OpenBLAS.
+// 8-column tail, threads' row spans longer than one 256-deep pass, the widest layer) against plain
+// sums, and the shapes just outside it, which stay with OpenBLAS.
 TEST(Linear, NarrowAndBlasShapesMatchLoops) {
   struct Shape {
     int64_t R, I, O;
   };
   for (const Shape s :
        {Shape{101, 32, 96}, Shape{200, 24, 40}, Shape{97, 128, 8}, Shape{1200, 32, 96},
-        Shape{300, 64, 128}, Shape{95, 32, 32}, Shape{120, 136, 32}, Shape{120, 32, 12}}) {
+        Shape{100, 256, 256}, Shape{95, 32, 32}, Shape{120, 264, 32}, Shape{120, 32, 12}}) {
     const int64_t R = s.R, I = s.I, O = s.O;
     SCOPED_TRACE(::testing::Message() << "R " << R << " I " << I << " O " << O);
     auto x = randn(R * I, 1), w = randn(O * I, 2), b = randn(O, 3), dy = randn(R * O, 4);
@@ -66,41 +83,27 @@ TEST(Linear, NarrowAndBlasShapesMatchLoops) {
     linear_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), R, I, O);
     linear_backward(dx_over.data(), dw_over.data(), nullptr, dy.data(), x.data(), w.data(), R, I, O,
                     false);
-    // A float sum is off by a few ulps of the sum of its terms' magnitudes; a wrong index is off
-    // by about the sum itself.
-    auto expect_sum = [](float got, double sum, double magnitude, const char* what) {
-      ASSERT_NEAR(got, sum, 1e-5 * magnitude + 1e-6) << what;
-    };
-    for (int64_t r = 0; r < R; r++)
-      for (int64_t o = 0; o < O; o++) {
-        double sum = b[o], mag = std::fabs(b[o]);
-        for (int64_t i = 0; i < I; i++)
-          sum += double(x[r * I + i]) * w[o * I + i], mag += std::fabs(x[r * I + i] * w[o * I + i]);
-        expect_sum(y[r * O + o], sum, mag, "y");
-      }
-    for (int64_t r = 0; r < R; r++)
-      for (int64_t i = 0; i < I; i++) {
-        double sum = 0, mag = 0;
-        for (int64_t o = 0; o < O; o++)
-          sum += double(dy[r * O + o]) * w[o * I + i],
-              mag += std::fabs(dy[r * O + o] * w[o * I + i]);
-        expect_sum(dx[r * I + i], dx0[r * I + i] + sum, mag + std::fabs(dx0[r * I + i]), "dx");
-        expect_sum(dx_over[r * I + i], sum, mag, "dx, overwritten");
-      }
-    for (int64_t o = 0; o < O; o++) {
-      double dbias = 0, dbias_mag = 0;
-      for (int64_t r = 0; r < R; r++) dbias += dy[r * O + o], dbias_mag += std::fabs(dy[r * O + o]);
-      expect_sum(db[o], db0[o] + dbias, dbias_mag + std::fabs(db0[o]), "db");
-      for (int64_t i = 0; i < I; i++) {
-        double sum = 0, mag = 0;
-        for (int64_t r = 0; r < R; r++)
-          sum += double(dy[r * O + o]) * x[r * I + i],
-              mag += std::fabs(dy[r * O + o] * x[r * I + i]);
-        expect_sum(dw[o * I + i], dw0[o * I + i] + sum, mag + std::fabs(dw0[o * I + i]), "dw");
-        expect_sum(dw_over[o * I + i], dw0[o * I + i] + sum, mag + std::fabs(dw0[o * I + i]),
-                   "dw, dx overwritten");
-      }
-    }
+    auto x_rk = [&](int64_t r, int64_t k) { return x[r * I + k]; };
+    auto w_ok = [&](int64_t o, int64_t k) { return w[o * I + k]; };
+    auto w_ki = [&](int64_t k, int64_t i) { return w[k * I + i]; };
+    auto dy_rk = [&](int64_t r, int64_t k) { return dy[r * O + k]; };
+    auto dy_ko = [&](int64_t k, int64_t o) { return dy[k * O + o]; };
+    auto dw0_oi = [&](int64_t o, int64_t i) { return dw0[o * I + i]; };
+    auto zero = [](int64_t, int64_t) { return 0.0f; };
+    auto one = [](int64_t, int64_t) { return 1.0f; };
+    expect_product(
+        "y", y.data(), R, O, I, [&](int64_t, int64_t o) { return b[o]; }, x_rk,
+        [&](int64_t k, int64_t o) { return w_ok(o, k); });
+    expect_product(
+        "dx", dx.data(), R, I, O, [&](int64_t r, int64_t i) { return dx0[r * I + i]; }, dy_rk,
+        w_ki);
+    expect_product("dx, overwritten", dx_over.data(), R, I, O, zero, dy_rk, w_ki);
+    expect_product(
+        "db", db.data(), 1, O, R, [&](int64_t, int64_t o) { return db0[o]; }, one, dy_ko);
+    for (const auto* got : {&dw, &dw_over})
+      expect_product(
+          "dw", got->data(), O, I, R, dw0_oi, [&](int64_t o, int64_t k) { return dy_ko(k, o); },
+          x_rk);
   }
 }
 
