@@ -34,15 +34,30 @@ constexpr int64_t kTileRows = 6;  // rows of C per tile
 constexpr int64_t kDepth = 256;  // k per pass: a 6 x 256 strip of A and 256 x 16 of B stay in L1/L2
 constexpr int64_t kChunkRows = 96;  // rows of C per parallel task: 16 tiles
 
-using Vec = float __attribute__((vector_size(32)));  // 8 floats; GCC splits it without AVX
+using Vec = float __attribute__((vector_size(32)));  // 8 floats
+
+// The kernel is compiled for AVX2 + FMA whatever the build's instruction set (-march=native keeps
+// its own, AVX-512 included), and runs where the CPU has them: with SSE alone, 12 accumulators do
+// not fit in its registers and OpenBLAS, which picks its kernel at run time, is 2-4x faster. So a
+// portable build (the sanitizer job's) runs this kernel too on the machines that have AVX2.
+#if defined(__x86_64__)
+#define KAT_NARROW_KERNEL [[gnu::target("avx2,fma")]]
+bool cpu_runs_narrow_kernel() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
+#else
+#define KAT_NARROW_KERNEL
+bool cpu_runs_narrow_kernel() { return false; }
+#endif
 
 // Unaligned load; by reference, as a vector return value would change the ABI of builds without
 // AVX.
-inline void load(Vec& v, const float* p) { std::memcpy(&v, p, sizeof v); }
+KAT_NARROW_KERNEL inline void load(Vec& v, const float* p) { std::memcpy(&v, p, sizeof v); }
 
 template <int Rows, int Cols>  // Cols: 8-float vectors per tile row (1 or 2)
-void tile(int64_t K, const float* A, int64_t a_row, int64_t a_col, const float* B, int64_t ldb,
-          float* C, int64_t ldc, bool accumulate) {
+KAT_NARROW_KERNEL void tile(int64_t K, const float* A, int64_t a_row, int64_t a_col, const float* B,
+                            int64_t ldb, float* C, int64_t ldc, bool accumulate) {
   Vec c[Rows][Cols] = {};
   for (int64_t k = 0; k < K; k++) {
     Vec b[Cols];
@@ -66,8 +81,9 @@ void tile(int64_t K, const float* A, int64_t a_row, int64_t a_col, const float* 
 }
 
 template <int Cols>
-void tile_rows(int64_t rows, int64_t K, const float* A, int64_t a_row, int64_t a_col,
-               const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+KAT_NARROW_KERNEL void tile_rows(int64_t rows, int64_t K, const float* A, int64_t a_row,
+                                 int64_t a_col, const float* B, int64_t ldb, float* C, int64_t ldc,
+                                 bool accumulate) {
   switch (rows) {
     case 6:
       return tile<6, Cols>(K, A, a_row, a_col, B, ldb, C, ldc, accumulate);
@@ -85,8 +101,9 @@ void tile_rows(int64_t rows, int64_t K, const float* A, int64_t a_row, int64_t a
 }
 
 // One thread's share: C[M, N] (+)= A B, K in passes of kDepth.
-void narrow_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t a_row, int64_t a_col,
-                 const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+KAT_NARROW_KERNEL void narrow_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t a_row,
+                                   int64_t a_col, const float* B, int64_t ldb, float* C,
+                                   int64_t ldc, bool accumulate) {
   for (int64_t k0 = 0; k0 < K; k0 += kDepth) {
     const int64_t depth = std::min(kDepth, K - k0);
     const bool acc = accumulate || k0 > 0;
@@ -102,19 +119,11 @@ void narrow_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t a_row,
   }
 }
 
-// Without AVX the tile's 12 accumulators would not fit in SSE's registers, and OpenBLAS picks its
-// kernel for the machine at run time, so builds for any x86-64 keep OpenBLAS.
-#if defined(__AVX__)
-constexpr bool kNarrowKernel = true;
-#else
-constexpr bool kNarrowKernel = false;
-#endif
-
 // Whether a linear layer over R rows takes the narrow kernel. A few rows (a decode step) stay with
 // OpenBLAS: there W's transpose would cost as much as the product.
 bool narrow(int64_t R, int64_t I, int64_t O) {
-  return kNarrowKernel && R >= kChunkRows && I <= kNarrow && O <= kNarrow && I % 8 == 0 &&
-         O % 8 == 0;
+  return R >= kChunkRows && I <= kNarrow && O <= kNarrow && I % 8 == 0 && O % 8 == 0 &&
+         cpu_runs_narrow_kernel();
 }
 
 // C[R, N] (+)= A[R, K] B[K, N], rows split over the threads.
