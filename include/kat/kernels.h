@@ -16,8 +16,9 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
 // ---- Linear: y[R, O] = x[R, I] W[O, I]^T + b[O] ---------------------------------------------
-// Narrow layers (I and O multiples of 8 up to 256, at least 96 rows) run on kat's own kernel,
-// wider ones on OpenBLAS. The narrow kernel's sums do not depend on the thread count.
+// Narrow layers (I and O multiples of 8 up to 256, at least 96 rows) run on kat's own kernel where
+// the CPU has AVX2 + FMA, the others on OpenBLAS. The narrow kernel's sums do not depend on the
+// thread count.
 void linear_forward(float* y, const float* x, const float* w, const float* b, int64_t R, int64_t I,
                     int64_t O);
 // dx[R, I] += dy W ; dw[O, I] += dy^T x ; db[O] += sum_r dy.  dx or db may be null.
