@@ -64,6 +64,13 @@ TEST(LraTasksCli, PathfinderDifficultyIsAnOptionThatResumeKeeps) {
   expect_one_line_error(
       run_kat("lra listops --positions rope2d --steps 1 --train-size 8 --heldout 4"),
       "image tasks");
+  // MAE's 2D sine-cosine table as pos_embed's start: the images' width too.
+  r = run_kat("lra pathfinder --positions sincos2d --steps 1" + common + " --out " + (dir / "sc"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(read_text_file(dir / "sc/config.json"), HasSubstr("\"grid_width\": 32"));
+  expect_one_line_error(
+      run_kat("lra listops --positions sincos2d --steps 1 --train-size 8 --heldout 4"),
+      "image tasks");
   expect_one_line_error(run_kat("lra listops --distractors 1"), "generated Pathfinder");
   expect_one_line_error(run_kat("lra pathfinder --data " + dir.str() + " --contour-dashes 3"),
                         "--data reads its files as they are");

@@ -84,6 +84,52 @@ TEST(SequenceGradients, KanSoftmaxRotary2d) {
   EXPECT_NE(testing::error_of([&] { SequenceClassifier{c}; }).find("needs grid_width"),
             std::string::npos);
 }
+// sincos2d: pos_embed starts as MAE's 2D sine-cosine table over a 3-wide grid and is learned like
+// "learned". Rows at the same 2D offset have the same dot product, rows in one image row share
+// their row channels, and the table has the normal init's scale; the config round trip keeps it.
+TEST(SequenceGradients, KanLinearSincos2dPositions) {
+  SequenceConfig c = tiny_seq(Ffn::Kan, Mixer::Linear);
+  c.positions = "sincos2d", c.grid_width = 3, c.max_len = 9;
+  check_sequence_gradients(c);
+  SequenceClassifier m(c);
+  m.init(5);
+  const int p = m.params().find("pos_embed");
+  ASSERT_GE(p, 0);
+  const float* pos = m.params().value(p);
+  const int64_t d = c.embed_dim;
+  auto dot = [&](int64_t a, int64_t b) {
+    double s = 0;
+    for (int64_t k = 0; k < d; k++) s += static_cast<double>(pos[a * d + k]) * pos[b * d + k];
+    return s;
+  };
+  EXPECT_NEAR(dot(0, 4), dot(4, 8), 1e-9);  // (dy, dx) = (1, 1) from pixels (0, 0) and (1, 1)
+  EXPECT_NEAR(dot(1, 3), dot(2, 4), 1e-9);  // (1, -1)
+  EXPECT_GT(dot(0, 1), dot(0, 2) + 1e-6);   // the next pixel is nearer than the one after
+  // Channels [0, d/4) and [d/2, 3d/4) are the row's: pixel 1 shares them with pixel 2 (row y =
+  // 0), and the others, the column's, with pixel 7 (column x = 1).
+  for (int64_t k = 0; k < d; k++) {
+    const int64_t same = k % (d / 2) < d / 4 ? 2 : 7;
+    EXPECT_EQ(pos[1 * d + k], pos[same * d + k]) << k;
+  }
+  double squares = 0;
+  for (int64_t k = 0; k < 9 * d; k++) squares += static_cast<double>(pos[k]) * pos[k];
+  EXPECT_NEAR(std::sqrt(squares / (9 * d)), 0.02, 1e-6);
+  SequenceClassifier other(c);  // the table, not noise: any seed starts from it
+  other.init(6);
+  EXPECT_EQ(other.params().value(p)[5], pos[5]);
+  const SequenceConfig back = sequence_config_from_json(sequence_config_to_json(c), "t");
+  EXPECT_EQ(back.positions, "sincos2d");
+  EXPECT_EQ(back.grid_width, 3);
+  EXPECT_FALSE(back.rotary());
+  c.global_pool = "token";  // a class token's row: the grid cell before the first pixel
+  check_sequence_gradients(c);
+  c.embed_dim = 18, c.num_heads = 2, c.hidden = 36, c.rational_groups = 2;
+  EXPECT_NE(testing::error_of([&] { SequenceClassifier{c}; }).find("multiple of 4"),
+            std::string::npos);
+  c.embed_dim = 16, c.hidden = 32, c.rational_groups = 4, c.grid_width = 0;
+  EXPECT_NE(testing::error_of([&] { SequenceClassifier{c}; }).find("needs grid_width"),
+            std::string::npos);
+}
 // An end token after the last token (no pos_embed row of its own): with mean pooling it is one of
 // the rows averaged, with a class token and rope it is what the class token finds the end by.
 TEST(SequenceGradients, KanSoftmaxEndToken) {

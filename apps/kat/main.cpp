@@ -217,7 +217,8 @@ kat downloads nothing.
   --positions P          learned (pos_embed), rope (rotary q and k in every block: relative
                          offsets), learned+rope, or for image and pathfinder rope2d or
                          learned+rope2d (rotary by the pixel's row and column: attention sees
-                         2D offsets)                                        [learned]
+                         2D offsets) or sincos2d (pos_embed learned from MAE's 2D sine-cosine
+                         table: neighbouring pixels start alike)             [learned]
   --rope-theta X         rotary base (of rope and rope2d)                   [10000; rope2d: 100]
   --end-token            a learned end token after the last token (LRA codes' <eos>): with
                          rope, attention sees offsets from the end of the sequence
@@ -780,7 +781,7 @@ int cmd_lra(int argc, char** argv) {
     c.rope_theta = a.real("rope-theta", c.rope_theta);
   else if (c.rotary_2d() && !was_2d)
     c.rope_theta = kRope2dTheta;
-  if (c.rotary_2d()) {
+  if (c.grid_positions()) {
     const int width = data.train.width;
     check(width > 0, "--positions ", c.positions, " is for the image tasks (image, pathfinder)");
     check(c.grid_width == 0 || c.grid_width == width, "the model's grid_width of ", c.grid_width,

@@ -36,10 +36,13 @@ struct SequenceConfig {
   // Where the model learns token order: "learned" (pos_embed rows added to the embeddings, timm's
   // default), "rope" (q and k rotated in every block by their position, no pos_embed: attention
   // then sees relative offsets), "rope2d" (rotated by row and column of an image grid_width
-  // tokens wide: attention sees 2D offsets; rope_tables_2d) or "learned+rope", "learned+rope2d".
+  // tokens wide: attention sees 2D offsets; rope_tables_2d) or "learned+rope", "learned+rope2d",
+  // or "sincos2d": pos_embed learned as with "learned" but starting from MAE's 2D sine-cosine
+  // table over the image grid (sincos2d_positions) instead of noise, so that neighbouring pixels
+  // start with similar rows.
   std::string positions = "learned";
   double rope_theta = 10000.0;
-  int grid_width = 0;  // rope2d: tokens per image row
+  int grid_width = 0;  // rope2d and sincos2d: tokens per image row
   // A learned end token (end_token, no position row of its own) put after the last token, as
   // LRA codes append <eos>: with rotary positions, attention then sees offsets from the end.
   bool end_token = false;
@@ -48,9 +51,12 @@ struct SequenceConfig {
   int prefix_tokens() const { return global_pool == "token" ? 1 : 0; }
   int suffix_tokens() const { return end_token ? 1 : 0; }
   int extra_tokens() const { return prefix_tokens() + suffix_tokens(); }
-  bool learned_positions() const { return positions.starts_with("learned"); }
-  bool rotary() const { return positions != "learned"; }
+  bool learned_positions() const {
+    return positions.starts_with("learned") || positions == "sincos2d";
+  }
+  bool rotary() const { return positions.find("rope") != std::string::npos; }
   bool rotary_2d() const { return positions.ends_with("rope2d"); }
+  bool grid_positions() const { return rotary_2d() || positions == "sincos2d"; }
 };
 
 void validate(const SequenceConfig& c);

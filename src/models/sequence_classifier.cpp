@@ -58,14 +58,20 @@ void validate(const SequenceConfig& c) {
   check(c.global_pool == "avg" || c.global_pool == "token", a,
         ": global_pool must be \"avg\" or \"token\", not \"", c.global_pool, "\"");
   check(c.positions == "learned" || c.positions == "rope" || c.positions == "learned+rope" ||
-            c.positions == "rope2d" || c.positions == "learned+rope2d",
+            c.positions == "rope2d" || c.positions == "learned+rope2d" || c.positions == "sincos2d",
         a,
-        ": positions must be \"learned\", \"rope\", \"learned+rope\", \"rope2d\" or "
-        "\"learned+rope2d\", not \"",
+        ": positions must be \"learned\", \"rope\", \"learned+rope\", \"rope2d\", "
+        "\"learned+rope2d\" or \"sincos2d\", not \"",
         c.positions, "\"");
   if (c.rotary()) validate_rotary(c.embed_dim / c.num_heads, c.rope_theta, a);
+  if (c.grid_positions())
+    check(c.grid_width > 0, a, ": ", c.positions, " needs grid_width, the tokens of an image row");
+  if (c.positions == "sincos2d")
+    check(c.embed_dim % 4 == 0, a,
+          ": sincos2d gives a quarter of each position's channels to the row's sines, a quarter "
+          "to its cosines and the same to the column's: embed_dim must be a multiple of 4, not ",
+          c.embed_dim);
   if (c.rotary_2d()) {
-    check(c.grid_width > 0, a, ": rope2d needs grid_width, the tokens of an image row");
     check((c.embed_dim / c.num_heads) % 4 == 0, a,
           ": rope2d turns a quarter of each head by row and one by column: the head size must be a "
           "multiple of 4, not ",
@@ -134,7 +140,7 @@ std::string sequence_config_to_json(const SequenceConfig& c) {
                       {"positions", c.positions}};
   if (c.window > 0) k["window"] = c.window;
   if (c.rotary()) k["rope_theta"] = c.rope_theta;
-  if (c.rotary_2d()) k["grid_width"] = c.grid_width;
+  if (c.grid_positions()) k["grid_width"] = c.grid_width;
   if (c.end_token) k["end_token"] = true;
   if (c.masked_head) k["masked_head"] = true;
   if (c.ffn == Ffn::Kan) k["rational_groups"] = c.rational_groups, k["act_init"] = c.act_init;
@@ -194,6 +200,24 @@ std::vector<std::string> SequenceClassifier::masked_head_tensors() {
   return {"mask_token", "mlm_norm.weight", "mlm_norm.bias", "mlm_head.weight", "mlm_head.bias"};
 }
 
+// MAE's fixed 2D sine-cosine embedding, here the start of a learned pos_embed [rows, d]: row r
+// (token r - prefix, on a grid_width-wide grid) holds sin(a_i) in channels i < d / 2 and cos(a_i)
+// in d / 2 + i, with the angles a_i of rope_tables_2d for a "head" of all d channels (the first
+// d / 4 by the token's image row, the next d / 4 by its column, kRope2dTheta's wavelengths). Two
+// rows' dot product is then a sum of cos(a_i - b_i): a function of their 2D offset alone. Scaled
+// to the root-mean-square of the normal init (0.02), so only the structure differs.
+static void sincos2d_positions(float* pos, const SequenceConfig& c) {
+  const int64_t d = c.embed_dim, half = d / 2, rows = c.max_len + c.prefix_tokens();
+  std::vector<float> cos(static_cast<size_t>(rows * half)), sin(cos.size());
+  rope_tables_2d(cos.data(), sin.data(), rows, d, kRope2dTheta, c.grid_width, c.prefix_tokens());
+  const float scale = 0.02f * std::sqrt(2.0f);
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t i = 0; i < half; i++) {
+      pos[r * d + i] = scale * sin[r * half + i];
+      pos[r * d + half + i] = scale * cos[r * half + i];
+    }
+}
+
 void SequenceClassifier::init(uint64_t seed) {
   const SequenceConfig& c = config_;
   State& s = *state_;
@@ -207,6 +231,7 @@ void SequenceClassifier::init(uint64_t seed) {
   };
   normal(s.embed, 0.02f);
   if (s.pos >= 0) normal(s.pos, 0.02f);
+  if (c.positions == "sincos2d") sincos2d_positions(params_.value(s.pos), c);
   if (s.cls >= 0) normal(s.cls, 1e-6f);  // timm's class-token init
   if (s.end >= 0) normal(s.end, 0.02f);  // a token like the others
   const BlockInitStd std = TransformerBlock::feed_forward_std(s.blocks[0].shape(), c.act_init);
