@@ -231,6 +231,8 @@ void SequenceClassifier::init(uint64_t seed) {
   };
   normal(s.embed, 0.02f);
   if (s.pos >= 0) normal(s.pos, 0.02f);
+  // Drawn above and then replaced, so that every other tensor starts as with "learned" and the
+  // same seed: the two compare on the positions' start alone.
   if (c.positions == "sincos2d") sincos2d_positions(params_.value(s.pos), c);
   if (s.cls >= 0) normal(s.cls, 1e-6f);  // timm's class-token init
   if (s.end >= 0) normal(s.end, 0.02f);  // a token like the others
